@@ -88,7 +88,9 @@ func (h *harness) appendMany(n int) {
 	wg.Wait()
 }
 
-func payloadN(i int) []byte { return []byte(fmt.Sprintf("payload-%06d-%s", i, "abcdefghijklmnopqrstuvwxyz")) }
+func payloadN(i int) []byte {
+	return []byte(fmt.Sprintf("payload-%06d-%s", i, "abcdefghijklmnopqrstuvwxyz"))
+}
 
 func smallCfg() Config {
 	c := Defaults()

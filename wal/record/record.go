@@ -210,3 +210,18 @@ func appendPairs(dst []byte, ls []Label) []byte {
 	}
 	return dst
 }
+
+// String lists the set flags, comma-separated.
+func (f Flags) String() string {
+	var parts []string
+	if f&FlagTruncated != 0 {
+		parts = append(parts, "truncated")
+	}
+	if f&FlagPartial != 0 {
+		parts = append(parts, "partial")
+	}
+	if f&FlagEscaped != 0 {
+		parts = append(parts, "escaped")
+	}
+	return strings.Join(parts, ",")
+}
