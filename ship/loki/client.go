@@ -295,6 +295,9 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
+	if e.Body == "" {
+		return fmt.Sprintf("loki: server returned HTTP status %s (%d)", e.StatusText, e.Status)
+	}
 	return fmt.Sprintf("loki: server returned HTTP status %s (%d): %s", e.StatusText, e.Status, e.Body)
 }
 
