@@ -268,4 +268,3 @@ func writeJSON(stdout, stderr io.Writer, v any) int {
 	}
 	return 0
 }
-

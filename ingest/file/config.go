@@ -1,0 +1,192 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Start positions for files found at the very first start.
+const (
+	StartBeginning = "beginning"
+	StartEnd       = "end"
+)
+
+// Config is the file source's configuration (files_config).
+type Config struct {
+	// Include lists glob patterns of files to follow: filepath.Match syntax per
+	// path element, plus "**" as a whole element for zero or more directories.
+	Include []string
+	// Exclude drops a matched file when a pattern matches its full path or its
+	// base name.
+	Exclude []string
+	// MaxLineBytes caps one line; longer lines are cut and flagged truncated.
+	MaxLineBytes int
+	// MaxEntryBytes caps one WAL payload.
+	MaxEntryBytes int
+	// MaxInflight caps the payloads of one file appended but not yet acked.
+	MaxInflight int
+	// PollInterval is how long a file at EOF waits for a hint before it
+	// checks again.
+	PollInterval time.Duration
+	// ScanInterval is the period of the discovery scan (the truth; file
+	// system events only make it come early).
+	ScanInterval time.Duration
+	// RotateWait is how long a file that left its path (renamed away or
+	// deleted) is still followed after its last growth, for writers that keep
+	// the old descriptor until they reopen.
+	RotateWait time.Duration
+	// StartAt is where files found at the first start (no saved positions at
+	// all) are read from: "beginning" or "end". Files found later, and every
+	// file once positions exist, are read from the beginning.
+	StartAt string
+	// FingerprintBytes is how many head bytes identify a file's content.
+	FingerprintBytes int
+	// ReadBufferBytes is the size of one read.
+	ReadBufferBytes int
+	// StopTimeout bounds the wait for in-flight acks when Run's ctx ends.
+	StopTimeout time.Duration
+	// DisableNotify turns off file system event hints (polling only).
+	DisableNotify bool
+	// Labels are static labels added to every line.
+	Labels map[string]string
+	// Hostname, when set, is added as the "host" label.
+	Hostname string
+}
+
+// Label names the source sets itself.
+const (
+	LabelFilename = "filename"
+	LabelHost     = "host"
+)
+
+// DefaultConfig returns the defaults. Include is empty: no file is followed
+// until the configuration names some.
+func DefaultConfig() Config {
+	return Config{
+		MaxLineBytes:     256 << 10,
+		MaxEntryBytes:    1 << 20,
+		MaxInflight:      4,
+		PollInterval:     250 * time.Millisecond,
+		ScanInterval:     10 * time.Second,
+		RotateWait:       5 * time.Second,
+		StartAt:          StartBeginning,
+		FingerprintBytes: 1024,
+		ReadBufferBytes:  128 << 10,
+		StopTimeout:      5 * time.Second,
+	}
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
+	if c.MaxLineBytes == 0 {
+		c.MaxLineBytes = d.MaxLineBytes
+	}
+	if c.MaxEntryBytes == 0 {
+		c.MaxEntryBytes = max(d.MaxEntryBytes, c.MaxLineBytes+entrySlack)
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = d.MaxInflight
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = d.PollInterval
+	}
+	if c.ScanInterval == 0 {
+		c.ScanInterval = d.ScanInterval
+	}
+	if c.RotateWait == 0 {
+		c.RotateWait = d.RotateWait
+	}
+	if c.StartAt == "" {
+		c.StartAt = d.StartAt
+	}
+	if c.FingerprintBytes == 0 {
+		c.FingerprintBytes = d.FingerprintBytes
+	}
+	if c.ReadBufferBytes == 0 {
+		c.ReadBufferBytes = d.ReadBufferBytes
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = d.StopTimeout
+	}
+	return c
+}
+
+// entrySlack is the room a payload needs beyond its longest line: header,
+// source table, label set and per-record framing.
+const entrySlack = 4 << 10
+
+var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// Validate reports every problem in c.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	for _, p := range c.Include {
+		if err := validPattern(p); err != nil {
+			bad("file: include %q: %w", p, err)
+		}
+	}
+	for _, p := range c.Exclude {
+		if err := validPattern(p); err != nil {
+			bad("file: exclude %q: %w", p, err)
+		}
+	}
+	if c.MaxLineBytes < 1 {
+		bad("file: max_line_bytes %d: must be at least 1", c.MaxLineBytes)
+	}
+	if c.MaxEntryBytes < c.MaxLineBytes+entrySlack {
+		bad("file: max_entry_bytes %d: must be at least max_line_bytes + %d", c.MaxEntryBytes, entrySlack)
+	}
+	if c.MaxInflight < 1 || c.MaxInflight > 1024 {
+		bad("file: max_inflight %d: must be in [1, 1024]", c.MaxInflight)
+	}
+	if c.PollInterval < time.Millisecond {
+		bad("file: poll_interval %s: must be at least 1ms", c.PollInterval)
+	}
+	if c.ScanInterval < time.Millisecond {
+		bad("file: scan_interval %s: must be at least 1ms", c.ScanInterval)
+	}
+	if c.RotateWait < 0 {
+		bad("file: rotate_wait %s: must not be negative", c.RotateWait)
+	}
+	if c.StartAt != StartBeginning && c.StartAt != StartEnd {
+		bad("file: start_at %q: must be %q or %q", c.StartAt, StartBeginning, StartEnd)
+	}
+	if c.FingerprintBytes < 16 || c.FingerprintBytes > 64<<10 {
+		bad("file: fingerprint_bytes %d: must be in [16, 65536]", c.FingerprintBytes)
+	}
+	if c.ReadBufferBytes < 4<<10 || c.ReadBufferBytes > 16<<20 {
+		bad("file: read_buffer_bytes %d: must be in [4096, 16777216]", c.ReadBufferBytes)
+	}
+	if c.StopTimeout < 0 {
+		bad("file: stop_timeout %s: must not be negative", c.StopTimeout)
+	}
+	for name := range c.Labels {
+		switch {
+		case !labelName.MatchString(name):
+			bad("file: label %q: invalid name", name)
+		case name == LabelFilename:
+			bad("file: label %q: set by the source", name)
+		case name == LabelHost && c.Hostname != "":
+			bad("file: label %q: set by the source from hostname", name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validPattern(p string) error {
+	if strings.TrimSpace(p) == "" {
+		return errors.New("empty pattern")
+	}
+	for _, el := range strings.Split(filepath.ToSlash(p), "/") {
+		if _, err := filepath.Match(el, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
