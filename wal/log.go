@@ -53,6 +53,7 @@ type Log struct {
 	blocked    atomic.Bool
 	failed     atomic.Pointer[error] // the error that put the log into recovery
 	stopped    atomic.Bool
+	running    atomic.Bool
 	stop       chan struct{}
 	runDone    chan struct{}
 
@@ -262,6 +263,9 @@ func (l *Log) wakeBudget() {
 // acknowledges them, and compacts delivered segments. It returns when ctx
 // ends, after committing what was queued, and closes the log.
 func (l *Log) Run(ctx context.Context) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return errors.New("wal: Run called twice")
+	}
 	defer close(l.runDone)
 	var (
 		pending      []appendReq
@@ -479,6 +483,16 @@ func (l *Log) shutdown(flush func()) error {
 			return nil
 		}
 	}
+}
+
+// Close releases the log's files when Run was never started; after Run it
+// does nothing (Run closes the log when its ctx ends).
+func (l *Log) Close() error {
+	if !l.running.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(l.runDone)
+	return l.shutdown(nil)
 }
 
 // Done is closed when Run has returned.

@@ -46,8 +46,8 @@ type agent struct {
 // newAgent opens the state and the WAL, recovers positions, and builds the
 // sources, shippers and API. It starts nothing. On error it releases what it
 // opened.
-func newAgent(cfg *config.Config, logger zerolog.Logger) (a *agent, err error) {
-	a = &agent{cfg: cfg, logger: logger, reg: prometheus.NewRegistry(), started: time.Now()}
+func newAgent(cfg *config.Config, logger zerolog.Logger) (_ *agent, err error) {
+	a := &agent{cfg: cfg, logger: logger, reg: prometheus.NewRegistry(), started: time.Now()}
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -77,6 +77,7 @@ func newAgent(cfg *config.Config, logger zerolog.Logger) (a *agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	a.closers = append(a.closers, a.log.Close)
 
 	saved, ckptIndex, err := a.recoverPositions()
 	if err != nil {
