@@ -61,7 +61,8 @@ fuzz-quick:
 	$(MAKE) fuzz FUZZTIME=3s
 
 docker: build
-	docker build -t logcapturer:$(VERSION) -f Dockerfile .
+	cp /etc/ssl/certs/ca-certificates.crt docker/ca-certificates.crt
+	docker build -t logcapturer:$(VERSION) -t logcapturer:latest -f Dockerfile .
 
 clean:
 	rm -rf bin data
