@@ -40,6 +40,7 @@ type agent struct {
 	shippers []*ship.Shipper
 	closers  []func() error
 	server   *api.Server
+	cursors  *cursorFlusher
 	started  time.Time
 }
 
@@ -240,6 +241,7 @@ func (a *agent) buildShippers() error {
 	if err != nil {
 		return err
 	}
+	a.cursors = &cursorFlusher{store: a.store, kick: make(chan struct{}, 1), logger: a.logger}
 	for i, sink := range sinks {
 		start, ok, err := a.store.Cursor(ship.CursorName(sink.Name()))
 		if err != nil {
@@ -249,7 +251,7 @@ func (a *agent) buildShippers() error {
 			// A new sink ships what the WAL holds.
 			start = first
 		}
-		sh, err := ship.New(cfgs[i], a.log, start, sink, a.store, a.logger, a.reg)
+		sh, err := ship.New(cfgs[i], a.log, start, sink, a.cursors, a.logger, a.reg)
 		if err != nil {
 			return err
 		}
@@ -279,6 +281,7 @@ func (a *agent) run(ctx context.Context) error {
 		return c
 	}
 	stateC := startComp("state", a.store.Run)
+	cursorC := startComp("cursors", a.cursors.Run)
 	walC := startComp("wal", a.log.Run)
 	var shipCs []*comp
 	for _, sh := range a.shippers {
@@ -309,7 +312,7 @@ func (a *agent) run(ctx context.Context) error {
 			}
 		}()
 	}
-	all := append([]*comp{stateC, walC, apiC}, shipCs...)
+	all := append([]*comp{stateC, cursorC, walC, apiC}, shipCs...)
 	if srcC != nil {
 		all = append(all, srcC)
 	}
@@ -339,6 +342,7 @@ func (a *agent) run(ctx context.Context) error {
 		go func() { defer wg.Done(); stop(c) }()
 	}
 	wg.Wait()
+	stop(cursorC)
 	stop(walC)
 	stop(stateC)
 	stop(apiC)
@@ -376,3 +380,37 @@ func (c *checkpointer) SetPosition(id string, offset, walIndex uint64, meta []by
 }
 
 func (c *checkpointer) DeletePosition(id string) { c.store.DeletePosition(id) }
+
+// cursorFlusher makes shipper cursors durable as soon as they move, so that
+// a crash re-sends only the batches that were in flight (and those acked
+// during the one commit under way), not a whole flush interval of them.
+// Commits are group-committed: while one runs, further moves coalesce into
+// the next. Positions need no such care: they are recovered from the WAL.
+type cursorFlusher struct {
+	store  *state.Store
+	kick   chan struct{}
+	logger zerolog.Logger
+}
+
+func (c *cursorFlusher) SetCursor(name string, next uint64) {
+	c.store.SetCursor(name, next)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run commits after every kick until ctx ends. The state store's own final
+// commit covers the last moves.
+func (c *cursorFlusher) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.kick:
+			if err := c.store.Flush(ctx); err != nil && ctx.Err() == nil {
+				c.logger.Error().Err(err).Msg("commit shipper cursors")
+			}
+		}
+	}
+}
