@@ -12,11 +12,10 @@ BIN       := bin/logcapturer
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 VL_VERSION := v1.52.1
-VL_BIN    := $(GOPATH)/bin/victoria-logs
 FUZZTIME  ?= 20s
 SOAK_DURATION ?= 10m
 
-export PATH := $(PATH):$(GOPATH)/bin
+export PATH := $(PATH):/usr/sbin:/sbin:$(GOPATH)/bin
 
 .PHONY: all build run test test-short vet deps bench bench-quick fuzz fuzz-quick soak soak-quick docker clean
 
@@ -28,10 +27,8 @@ build:
 run: build
 	./$(BIN) run --config configs/config.yaml
 
-deps: $(VL_BIN)
-
-$(VL_BIN):
-	$(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VL_VERSION)
+deps:
+	VL_VERSION=$(VL_VERSION) bash scripts/deps.sh
 
 vet:
 	$(GO) vet ./...
