@@ -14,10 +14,12 @@ import (
 	"github.com/logcapturer/log_capturer_go/internal/testutil/victorialogs"
 )
 
-// stateFlushInterval is the state store's commit period (state.Options
-// FlushInterval, not configurable from the agent config): a shipper cursor
-// acknowledged less than this long before a SIGKILL is not on disk yet.
-const stateFlushInterval = time.Second
+// cursorCommitWindow bounds how long an acknowledged shipper cursor may stay
+// off disk: the agent commits a cursor as soon as it moves (group-committed,
+// one bbolt commit of a few milliseconds), and the /stats sampler that
+// measures what was acknowledged runs every 100 ms. A SIGKILL may re-send
+// what was acknowledged inside this window.
+const cursorCommitWindow = 300 * time.Millisecond
 
 type eventKind int
 
@@ -163,16 +165,15 @@ func TestCrashAndOutage(t *testing.T) {
 	}
 
 	// A SIGKILL re-sends what the shipper had in flight plus what it had
-	// acknowledged since its cursor was last committed (every
-	// stateFlushInterval, plus the commit's own time). The second term is
-	// measured: lines_shipped at the kill minus lines_shipped one window
-	// earlier. The first is bounded by the configuration: a batch holds
+	// acknowledged during the cursor commit under way (cursorCommitWindow).
+	// The second term is measured: lines_shipped at the kill minus
+	// lines_shipped one window earlier. The first is bounded by the configuration: a batch holds
 	// less than batch_bytes plus one WAL entry, and up to concurrency
 	// batches are in flight (one more for the moment between the last
 	// /stats and the kill).
 	perBatch := (cfg.BatchBytes + cfg.MaxEntryBytes) / lineLen()
 	inFlight := (cfg.Concurrency + 1) * perBatch
-	window := stateFlushInterval + 500*time.Millisecond
+	window := cursorCommitWindow
 	var killed []killRecord
 
 	receiverDown := false
