@@ -1,0 +1,5 @@
+//go:build !race
+
+package multiline
+
+const raceEnabled = false
