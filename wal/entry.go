@@ -23,8 +23,14 @@ var ErrVersion = errors.New("wal: unknown entry version")
 
 // frame appends the framed entry (version, CRC32C LE, payload) to dst.
 func frame(dst, payload []byte) []byte {
+	return frameWithCRC(dst, payload, checksum(payload))
+}
+
+func checksum(payload []byte) uint32 { return crc32.Checksum(payload, castagnoli) }
+
+func frameWithCRC(dst, payload []byte, crc uint32) []byte {
 	dst = append(dst, entryVersion)
-	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(payload, castagnoli))
+	dst = binary.LittleEndian.AppendUint32(dst, crc)
 	return append(dst, payload...)
 }
 

@@ -22,8 +22,9 @@ var ErrTooLarge = errors.New("wal: payload larger than max_entry_bytes")
 
 // appendReq is one queued payload waiting for its index and fsync.
 type appendReq struct {
-	framed []byte
-	done   func(index uint64, err error)
+	payload []byte // owned by the caller until done; never modified here
+	crc     uint32 // computed on the caller's goroutine, off the commit path
+	done    func(index uint64, err error)
 }
 
 // Log is the segmented write-ahead log. Open it, start Run in one goroutine,
@@ -116,6 +117,10 @@ func (l *Log) open() error {
 		SegmentSize:      int(l.cfg.SegmentSize),
 		LogFormat:        tidwall.Binary,
 		SegmentCacheSize: l.cfg.SegmentCache,
+		// Readers get slices of the segment buffers, not copies: segment
+		// bytes are never modified once written, and nobody writes to what
+		// Read returns (see Reader.Read).
+		NoCopy: true,
 		AllowEmpty:       true,
 		DirPerms:         0o750,
 		FilePerms:        0o640,
@@ -185,7 +190,9 @@ func (l *Log) Backpressure() (bool, string) {
 
 // Append queues payload for the log. done is called exactly once, from the
 // log's goroutine, with the entry's index after the fsync that covers it, or
-// with an error; it must not block. Append blocks while the disk budget is
+// with an error; it must not block. The log reads payload until it calls
+// done, so the caller must not modify it before then; when Append returns an
+// error, done is not called and payload is not kept. Append blocks while the disk budget is
 // exhausted or the log is recovering, until ctx ends.
 func (l *Log) Append(ctx context.Context, payload []byte, done func(index uint64, err error)) error {
 	if len(payload) > l.cfg.MaxEntryBytes {
@@ -194,9 +201,9 @@ func (l *Log) Append(ctx context.Context, payload []byte, done func(index uint64
 	if err := l.waitForRoom(ctx); err != nil {
 		return err
 	}
-	req := appendReq{framed: frame(make([]byte, 0, len(payload)+entryHeaderSize), payload), done: done}
+	req := appendReq{payload: payload, crc: checksum(payload), done: done}
 	// Reserve the bytes now, so that queued entries count against the budget.
-	sz := diskSize(len(req.framed))
+	sz := diskSize(len(payload) + entryHeaderSize)
 	l.diskBytes.Add(sz)
 	select {
 	case l.reqs <- req:
@@ -276,6 +283,7 @@ func (l *Log) Run(ctx context.Context) error {
 		compactTick  = time.NewTicker(l.cfg.CompactInterval)
 		newSegment   bool
 		lastRecovery time.Time
+		scratch      []byte
 	)
 	timer.Stop()
 	defer compactTick.Stop()
@@ -325,14 +333,17 @@ func (l *Log) Run(ctx context.Context) error {
 		batch.Clear()
 		var n int64
 		for i, r := range reqs {
-			batch.Write(idx+uint64(i)+1, r.framed)
+			// tidwall copies the data into its batch, so one scratch buffer
+			// serves every entry: no allocation per append.
+			scratch = frameWithCRC(scratch[:0], r.payload, r.crc)
+			batch.Write(idx+uint64(i)+1, scratch)
 			// Mirror tidwall's segment cycling so the directory is fsynced
 			// whenever a new segment file appeared.
 			if l.curSeg > l.cfg.SegmentSize {
 				l.curSeg = 0
 				newSegment = true
 			}
-			sz := diskSize(len(r.framed))
+			sz := diskSize(len(r.payload) + entryHeaderSize)
 			l.curSeg += sz
 			n += sz
 			if l.curSeg >= l.cfg.SegmentSize {

@@ -53,7 +53,9 @@ func (r *Reader) TryRead() (index uint64, payload []byte, ok bool, err error) {
 	return index, payload, true, nil
 }
 
-// Read waits for the next committed entry and returns it. On a damaged entry
+// Read waits for the next committed entry and returns it. The payload is a
+// read-only view of the log's memory: it stays valid after later reads, but
+// must never be modified. On a damaged entry
 // it returns a *CorruptionErr whose Next says where to resume (Seek); on an
 // entry already removed, an *ErrBehind.
 func (r *Reader) Read(ctx context.Context) (uint64, []byte, error) {
