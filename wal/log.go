@@ -120,10 +120,10 @@ func (l *Log) open() error {
 		// Readers get slices of the segment buffers, not copies: segment
 		// bytes are never modified once written, and nobody writes to what
 		// Read returns (see Reader.Read).
-		NoCopy: true,
-		AllowEmpty:       true,
-		DirPerms:         0o750,
-		FilePerms:        0o640,
+		NoCopy:     true,
+		AllowEmpty: true,
+		DirPerms:   0o750,
+		FilePerms:  0o640,
 	})
 	if err != nil {
 		return fmt.Errorf("wal: open %s: %w", l.dir, err)
