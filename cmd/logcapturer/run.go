@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"syscall"
 
@@ -27,6 +28,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	logger := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if addr := os.Getenv(pprofEnv); addr != "" {
+		pctx, pstop := context.WithCancel(context.Background())
+		defer pstop()
+		go func() {
+			if err := servePprof(pctx, addr, logger); err != nil {
+				logger.Error().Err(err).Msg("pprof listener")
+			}
+		}()
+	}
 	a, err := newAgent(cfg, logger)
 	if err != nil {
 		logger.Error().Err(err).Msg("start-up failed")
