@@ -283,6 +283,7 @@ func (l *Log) Run(ctx context.Context) error {
 		compactTick  = time.NewTicker(l.cfg.CompactInterval)
 		newSegment   bool
 		lastRecovery time.Time
+		lastSync     time.Time
 		scratch      []byte
 	)
 	timer.Stop()
@@ -305,6 +306,7 @@ func (l *Log) Run(ctx context.Context) error {
 		if err != nil {
 			l.fail(fmt.Errorf("wal: fsync: %w", err), pending)
 		} else {
+			lastSync = time.Now()
 			l.m.fsyncs.Inc()
 			l.m.fsyncSeconds.Observe(time.Since(start).Seconds())
 			l.m.batchEntries.Observe(float64(len(pending)))
@@ -419,8 +421,15 @@ func (l *Log) Run(ctx context.Context) error {
 					commit()
 				}
 			} else if !timerArmed && len(pending) > 0 {
-				timer.Reset(l.cfg.SyncInterval)
-				timerArmed = true
+				// The interval caps the fsync rate; it is not a delay: an
+				// entry arriving after a quiet spell is synced at once.
+				wait := time.Until(lastSync.Add(l.cfg.SyncInterval))
+				if wait <= 0 && len(l.reqs) == 0 {
+					commit()
+				} else {
+					timer.Reset(max(wait, 0))
+					timerArmed = true
+				}
 			}
 		case <-timer.C:
 			timerArmed = false
