@@ -32,13 +32,13 @@ type Config struct {
 // Defaults returns a Config with every default filled in.
 func Defaults() Config {
 	return Config{
-		SegmentSize:     8 << 20,
+		SegmentSize:     2 << 20,
 		MaxSize:         1 << 30,
 		SyncInterval:    10 * time.Millisecond,
 		SyncBytes:       1 << 20,
 		Retention:       time.Hour,
 		SegmentCache:    2,
-		MaxEntryBytes:   1 << 20,
+		MaxEntryBytes:   512 << 10,
 		CompactInterval: 5 * time.Second,
 	}
 }

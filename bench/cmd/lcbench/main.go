@@ -85,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Repeat, "repeat", 3, "end-to-end runs per receiver and concurrency; the report shows the median run and the range")
 	warm := fs.Int("warmup-mib", 1024, "MiB written and deleted twice before measuring, so first-touch page faults of a fresh VM stay out of the figures (0: off)")
 	agentEnv := fs.String("agent-env", "", "comma-separated KEY=VALUE pairs added to the agent's environment (experiments, e.g. GOGC=50)")
-	fs.StringVar(&o.SegmentSize, "segment-size", "8MiB", "wal.segment_size of the agent (experiments)")
+	fs.StringVar(&o.SegmentSize, "segment-size", "2MiB", "wal.segment_size of the agent (experiments; 2MiB is the default)")
 	fs.StringVar(&o.DedupWindow, "dedup-window", "", "dedup.window of the agent, e.g. 0 to turn dedup off (default: the agent's default)")
 	fs.DurationVar(&o.QuietWait, "quiet-wait", 30*time.Second, "before each measured run, wait up to this long for other processes to leave the box idle (0: do not wait)")
 	if err := fs.Parse(args); err != nil {
