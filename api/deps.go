@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // HealthReporter reports component health. Health is called on every
@@ -52,15 +53,32 @@ type DLQReprocessor interface {
 	Reprocess(ctx context.Context, req ReprocessRequest) (any, error)
 }
 
-// ReprocessRequest is the JSON body of POST /dlq/reprocess. The zero value
-// (or an empty body) asks for every entry of every sink. Unknown fields are
-// rejected so a typo cannot widen the selection silently.
+// ReprocessRequest is the JSON body of POST /dlq/reprocess. Without a range
+// field it selects dead letters (zero fields match all); with any of
+// FromIndex, ToIndex, Since, Until it replays that WAL range (delivered or
+// not) instead. Unknown fields are rejected so a typo cannot widen the
+// selection silently.
 type ReprocessRequest struct {
-	// Sink restricts to entries dead-lettered by this sink; empty means all.
+	// ID makes the request idempotent: repeating it returns the first
+	// outcome and sends nothing. The reprocessor requires it unless DryRun.
+	ID string `json:"id,omitempty"`
+	// Sink restricts to entries dead-lettered by this sink (a replay: sends
+	// to this sink only); empty means all.
 	Sink string `json:"sink,omitempty"`
-	// IDs restricts to these DLQ entry IDs; empty means all.
+	// Reason restricts to dead letters of this reason.
+	Reason string `json:"reason,omitempty"`
+	// IDs restricts to these DLQ letter IDs; empty means all.
 	IDs []uint64 `json:"ids,omitempty"`
-	// Limit caps how many entries are re-queued; 0 means no cap.
+	// FromIndex and ToIndex bound a WAL range to replay (inclusive; 0 is an
+	// open end).
+	FromIndex uint64 `json:"from_index,omitempty"`
+	ToIndex   uint64 `json:"to_index,omitempty"`
+	// Since and Until (RFC 3339) select the replayed lines by timestamp,
+	// Since inclusive, Until exclusive.
+	Since time.Time `json:"since,omitzero"`
+	Until time.Time `json:"until,omitzero"`
+	// Limit caps how many letters (or, in a replay, WAL entries) are
+	// handled; 0 means no cap.
 	Limit int `json:"limit,omitempty"`
 	// DryRun reports what would be re-queued without doing it.
 	DryRun bool `json:"dry_run,omitempty"`

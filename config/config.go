@@ -80,6 +80,14 @@ type FilesConfig struct {
 	ScanInterval time.Duration     `yaml:"scan_interval"`
 	StartAt      string            `yaml:"start_at"` // beginning|end
 	Labels       map[string]string `yaml:"labels"`
+	// RotateWait keeps a rotated file open this long after its last write.
+	RotateWait time.Duration `yaml:"rotate_wait"`
+	// MaxOpenFiles bounds the files held open; IdleTimeout closes a file
+	// that stopped growing (reopened by identity when it changes).
+	MaxOpenFiles int           `yaml:"max_open_files"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
+	InvalidUTF8  string        `yaml:"invalid_utf8"` // escape|replace|keep
+	Encoding     string        `yaml:"encoding"`     // utf-8|latin1
 }
 
 // ContainersConfig configures the Docker source (parsed and validated; the
@@ -119,6 +127,36 @@ type LokiConfig struct {
 	BearerTokenFile string            `yaml:"bearer_token_file"`
 	TLS             TLSConfig         `yaml:"tls"`
 	Labels          map[string]string `yaml:"labels"`
+	// MaxElapsed ends the retries of a batch after this long: its entries
+	// go to the DLQ as retry_exhausted. 0 retries for as long as the WAL
+	// has room.
+	MaxElapsed time.Duration    `yaml:"max_elapsed"`
+	Circuit    CircuitConfig    `yaml:"circuit"`
+	Limits     LokiLimitsConfig `yaml:"limits"`
+}
+
+// CircuitConfig configures the Loki sink's circuit breaker.
+type CircuitConfig struct {
+	// Failures consecutive failures (transport errors, timeouts, 5xx) open
+	// the circuit; 0 never opens it.
+	Failures int `yaml:"failures"`
+	// Cooldown is how long an open circuit waits before one probe; it
+	// doubles while probes fail, up to max_backoff.
+	Cooldown time.Duration `yaml:"cooldown"`
+}
+
+// LokiLimitsConfig mirrors the limits_config of the Loki in use. Entries
+// that would break them go to the DLQ before sending instead of provoking a
+// 400. 0 turns a check off.
+type LokiLimitsConfig struct {
+	MaxLineBytes                 ByteSize      `yaml:"max_line_bytes"`
+	MaxLabelNames                int           `yaml:"max_label_names_per_series"`
+	MaxLabelNameLength           int           `yaml:"max_label_name_length"`
+	MaxLabelValueLength          int           `yaml:"max_label_value_length"`
+	RejectOldSamplesMaxAge       time.Duration `yaml:"reject_old_samples_max_age"`
+	CreationGracePeriod          time.Duration `yaml:"creation_grace_period"`
+	MaxStructuredMetadataBytes   ByteSize      `yaml:"max_structured_metadata_bytes"`
+	MaxStructuredMetadataEntries int           `yaml:"max_structured_metadata_entries"`
 }
 
 // BasicAuthConfig is HTTP basic authentication. Password is a secret;
@@ -151,6 +189,8 @@ type FileSinkConfig struct {
 type DedupConfig struct {
 	Window  time.Duration `yaml:"window"`
 	MaxKeys int           `yaml:"max_keys"`
+	// FlushInterval is how often new keys are checkpointed to the state file.
+	FlushInterval time.Duration `yaml:"flush_interval"`
 }
 
 // DLQConfig configures the dead-letter store.
@@ -183,12 +223,12 @@ func Default() *Config {
 			MetricsListen: "127.0.0.1:8001",
 		},
 		WAL: WALConfig{
-			SegmentSize:   8 * MiB,
+			SegmentSize:   2 * MiB,
 			MaxSize:       1 * GiB,
 			SyncInterval:  10 * time.Millisecond,
 			SyncBytes:     1 * MiB,
 			Retention:     time.Hour,
-			MaxEntryBytes: 1 * MiB,
+			MaxEntryBytes: 512 * KiB,
 			SegmentCache:  2,
 		},
 		Files: FilesConfig{
@@ -200,6 +240,11 @@ func Default() *Config {
 			ScanInterval: 2 * time.Second,
 			StartAt:      "beginning",
 			Labels:       map[string]string{"job": "logcapturer"},
+			RotateWait:   5 * time.Second,
+			MaxOpenFiles: 1024,
+			IdleTimeout:  5 * time.Minute,
+			InvalidUTF8:  "escape",
+			Encoding:     "utf-8",
 		},
 		Containers: ContainersConfig{
 			Socket:        "unix:///var/run/docker.sock",
@@ -216,13 +261,24 @@ func Default() *Config {
 				MinBackoff:      500 * time.Millisecond,
 				MaxBackoff:      5 * time.Minute,
 				Labels:          map[string]string{},
+				Circuit:         CircuitConfig{Failures: 5, Cooldown: 10 * time.Second},
+				Limits: LokiLimitsConfig{
+					MaxLineBytes:                 256 * KiB,
+					MaxLabelNames:                15,
+					MaxLabelNameLength:           1024,
+					MaxLabelValueLength:          2048,
+					RejectOldSamplesMaxAge:       168 * time.Hour,
+					CreationGracePeriod:          10 * time.Minute,
+					MaxStructuredMetadataBytes:   64 * KiB,
+					MaxStructuredMetadataEntries: 128,
+				},
 			},
 			File: FileSinkConfig{
 				MaxBytes: 100 * MiB,
 				MaxFiles: 5,
 			},
 		},
-		Dedup: DedupConfig{Window: 10 * time.Minute, MaxKeys: 1_000_000},
+		Dedup: DedupConfig{Window: 10 * time.Minute, MaxKeys: 1_000_000, FlushInterval: time.Second},
 		DLQ:   DLQConfig{Retention: 168 * time.Hour, MaxBytes: 1 * GiB},
 	}
 	c.Sinks.File.Enabled = true

@@ -86,7 +86,7 @@ func TestRedactURL(t *testing.T) {
 func TestMapRendersReadableValues(t *testing.T) {
 	m := Default().Map()
 	wal := m["wal"].(map[string]any)
-	if wal["segment_size"] != "8MiB" || wal["sync_interval"] != "10ms" {
+	if wal["segment_size"] != "2MiB" || wal["sync_interval"] != "10ms" {
 		t.Fatalf("wal = %v", wal)
 	}
 	files := m["files_config"].(map[string]any)

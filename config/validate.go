@@ -59,6 +59,7 @@ func (c *Config) Validate() error {
 		p.add("dedup.window must be >= 0 (0 turns dedup off), got %s", c.Dedup.Window)
 	}
 	p.intRange("dedup.max_keys", c.Dedup.MaxKeys, 0, MaxDedupKeys)
+	p.durationRange("dedup.flush_interval", c.Dedup.FlushInterval, 10*time.Millisecond, time.Minute)
 	if c.DLQ.Retention <= 0 {
 		p.add("dlq.retention must be > 0, got %s", c.DLQ.Retention)
 	}
@@ -97,6 +98,11 @@ func (f *FilesConfig) validate(p *problems) {
 	p.globs("files_config.include", f.Include)
 	p.globs("files_config.exclude", f.Exclude)
 	p.labels("files_config.labels", f.Labels)
+	p.durationRange("files_config.rotate_wait", f.RotateWait, time.Millisecond, 24*time.Hour)
+	p.intRange("files_config.max_open_files", f.MaxOpenFiles, 1, 1<<20)
+	p.durationRange("files_config.idle_timeout", f.IdleTimeout, time.Millisecond, 24*time.Hour)
+	p.oneOf("files_config.invalid_utf8", f.InvalidUTF8, "escape", "replace", "keep")
+	p.oneOf("files_config.encoding", f.Encoding, "utf-8", "latin1")
 }
 
 func (c *ContainersConfig) validate(p *problems) {
@@ -172,6 +178,24 @@ func (l *LokiConfig) validate(p *problems) {
 		p.add("sinks.loki: basic_auth and bearer_token are mutually exclusive")
 	}
 	p.labels("sinks.loki.labels", l.Labels)
+	if l.MaxElapsed < 0 {
+		p.add("sinks.loki.max_elapsed must be >= 0 (0 retries for as long as the WAL has room), got %s", l.MaxElapsed)
+	}
+	p.intRange("sinks.loki.circuit.failures", l.Circuit.Failures, 0, 1000)
+	if l.Circuit.Failures > 0 {
+		p.durationRange("sinks.loki.circuit.cooldown", l.Circuit.Cooldown, time.Millisecond, time.Hour)
+	}
+	lim := l.Limits
+	if lim.MaxLineBytes < 0 || lim.MaxStructuredMetadataBytes < 0 {
+		p.add("sinks.loki.limits: byte sizes must be >= 0 (0 turns a check off)")
+	}
+	p.intRange("sinks.loki.limits.max_label_names_per_series", lim.MaxLabelNames, 0, 1<<20)
+	p.intRange("sinks.loki.limits.max_label_name_length", lim.MaxLabelNameLength, 0, 1<<30)
+	p.intRange("sinks.loki.limits.max_label_value_length", lim.MaxLabelValueLength, 0, 1<<30)
+	p.intRange("sinks.loki.limits.max_structured_metadata_entries", lim.MaxStructuredMetadataEntries, 0, 1<<20)
+	if lim.RejectOldSamplesMaxAge < 0 || lim.CreationGracePeriod < 0 {
+		p.add("sinks.loki.limits: reject_old_samples_max_age and creation_grace_period must be >= 0 (0 turns a check off)")
+	}
 }
 
 func checkHTTPURL(s string) error {

@@ -105,6 +105,7 @@ func testCfg() Config {
 	c.MinBackoff = time.Millisecond
 	c.MaxBackoff = 10 * time.Millisecond
 	c.DrainTimeout = time.Second
+	c.CircuitCooldown = 20 * time.Millisecond
 	return c
 }
 
@@ -223,9 +224,9 @@ func (f *faultSink) Send(ctx context.Context, b *Batch) error {
 	}
 	if call <= f.failFirst {
 		if call%2 == 0 {
-			return &RetryError{Reason: "5xx", Err: errors.New("503")}
+			return &RetryError{Reason: "5xx", Status: 503, Err: errors.New("503")}
 		}
-		return &RetryError{Reason: "429", RetryAfter: time.Millisecond, Err: errors.New("429")}
+		return &RetryError{Reason: "429", Status: 429, RetryAfter: time.Millisecond, Err: errors.New("429")}
 	}
 	if f.permanent != nil && f.permanent(b) {
 		return &PermanentError{Reason: "bad_request", Err: errors.New("400")}
@@ -282,7 +283,7 @@ func TestPermanentRejectionIsCountedAndPassed(t *testing.T) {
 	n := fill(t, l, 10, 20)
 	waitFor(t, "delivery", func() bool { return store.get(CursorName("fault")) == l.CommittedIndex()+1 })
 	stop()
-	rejected := testutil.ToFloat64(s.m.rejected.WithLabelValues("bad_request"))
+	rejected := testutil.ToFloat64(s.m.deadLettered.WithLabelValues("bad_request"))
 	if rejected == 0 || int(rejected)+len(sink.lines) != n {
 		t.Fatalf("rejected %v + delivered %d != %d", rejected, len(sink.lines), n)
 	}

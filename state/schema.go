@@ -23,8 +23,14 @@ const (
 	bucketPositions = "positions"
 	// bucketCursors: shipper name -> uint64 big-endian WAL index.
 	bucketCursors = "cursors"
-	// bucketDLQ is reserved for the DLQ index; created, not used yet.
+	// bucketDLQ holds the DLQ index in two nested buckets (created on first
+	// write, see dlq.go): bucketDLQLetters and bucketDLQRequests.
 	bucketDLQ = "dlq"
+	// bucketDLQLetters (in dlq): letter id (uint64 big-endian, from the
+	// bucket's sequence, so ids are never reused) -> encoded DLQLetter.
+	bucketDLQLetters = "letters"
+	// bucketDLQRequests (in dlq): reprocess request id -> encoded DLQRequest.
+	bucketDLQRequests = "requests"
 	// bucketDedup is reserved for dedup-window checkpoints; created, not used yet.
 	bucketDedup = "dedup"
 )

@@ -17,6 +17,7 @@ import (
 	"github.com/logcapturer/log_capturer_go/ingest"
 	"github.com/logcapturer/log_capturer_go/ingest/file"
 	"github.com/logcapturer/log_capturer_go/ship"
+	"github.com/logcapturer/log_capturer_go/ship/dlq"
 	"github.com/logcapturer/log_capturer_go/ship/loki"
 	"github.com/logcapturer/log_capturer_go/state"
 	"github.com/logcapturer/log_capturer_go/wal"
@@ -38,6 +39,8 @@ type agent struct {
 	log      *wal.Log
 	source   *file.Source // nil when files_config.enabled is false
 	shippers []*ship.Shipper
+	sinks    []ship.Sink // the shippers' sinks, for DLQ reprocessing
+	dlq      *dlq.Store
 	closers  []func() error
 	server   *api.Server
 	cursors  *cursorFlusher
@@ -65,6 +68,11 @@ func newAgent(cfg *config.Config, logger zerolog.Logger) (_ *agent, err error) {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.store.Close)
+
+	a.dlq, err = dlq.Open(dlqConfig(cfg), a.store, logger, a.reg)
+	if err != nil {
+		return nil, err
+	}
 
 	a.log, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.Config{
 		SegmentSize:   cfg.WAL.SegmentSize.Bytes(),
@@ -100,6 +108,11 @@ func newAgent(cfg *config.Config, logger zerolog.Logger) (_ *agent, err error) {
 			PollInterval:  cfg.Files.PollInterval,
 			ScanInterval:  cfg.Files.ScanInterval,
 			StartAt:       cfg.Files.StartAt,
+			RotateWait:    cfg.Files.RotateWait,
+			MaxOpenFiles:  cfg.Files.MaxOpenFiles,
+			IdleTimeout:   cfg.Files.IdleTimeout,
+			InvalidUTF8:   cfg.Files.InvalidUTF8,
+			Encoding:      cfg.Files.Encoding,
 			Labels:        cfg.Files.Labels,
 			Hostname:      host,
 		}, a.log, ckpt, saved, logger, a.reg)
@@ -113,10 +126,12 @@ func newAgent(cfg *config.Config, logger zerolog.Logger) (_ *agent, err error) {
 		MetricsListen: cfg.Server.MetricsListen,
 		APIToken:      cfg.Server.APIToken,
 	}, api.Deps{
-		Health:    healthView{a},
-		Stats:     statsView{a},
-		Config:    configView{a},
-		Positions: positionsView{a},
+		Health:         healthView{a},
+		Stats:          statsView{a},
+		Config:         configView{a},
+		Positions:      positionsView{a},
+		DLQStats:       dlqView{store: a.dlq},
+		DLQReprocessor: dlqView{store: a.dlq, sinks: a.sinks, wal: dlq.LogSource(a.log)},
 	}, a.reg, logger)
 	if err != nil {
 		return nil, err
@@ -209,7 +224,20 @@ func (a *agent) buildShippers() error {
 			return err
 		}
 		a.closers = append(a.closers, func() error { client.Close(); return nil })
-		sinks = append(sinks, ship.NewLokiSink(client, c.Loki.Labels))
+		lim := c.Loki.Limits
+		sinks = append(sinks, ship.NewLokiSink(client, ship.LokiSinkConfig{
+			Labels: c.Loki.Labels,
+			Limits: ship.LokiLimits{
+				MaxLineBytes:        int(lim.MaxLineBytes.Bytes()),
+				MaxLabelNames:       lim.MaxLabelNames,
+				MaxLabelNameLength:  lim.MaxLabelNameLength,
+				MaxLabelValueLength: lim.MaxLabelValueLength,
+				MaxAge:              lim.RejectOldSamplesMaxAge,
+				GracePeriod:         lim.CreationGracePeriod,
+				MaxMetadataBytes:    int(lim.MaxStructuredMetadataBytes.Bytes()),
+				MaxMetadataEntries:  lim.MaxStructuredMetadataEntries,
+			},
+		}))
 		cfgs = append(cfgs, ship.Config{
 			BatchBytes:      int(c.Loki.BatchBytes.Bytes()),
 			MaxRequestBytes: int(c.Loki.MaxRequestBytes.Bytes()),
@@ -217,6 +245,9 @@ func (a *agent) buildShippers() error {
 			Concurrency:     c.Loki.Concurrency,
 			MinBackoff:      c.Loki.MinBackoff,
 			MaxBackoff:      c.Loki.MaxBackoff,
+			MaxElapsed:      c.Loki.MaxElapsed,
+			CircuitFailures: c.Loki.Circuit.Failures,
+			CircuitCooldown: c.Loki.Circuit.Cooldown,
 		})
 		a.logger.Info().Str("url", client.URL()).Msg("loki sink enabled")
 	}
@@ -251,7 +282,14 @@ func (a *agent) buildShippers() error {
 			// A new sink ships what the WAL holds.
 			start = first
 		}
-		sh, err := ship.New(cfgs[i], a.log, start, sink, a.cursors, a.logger, a.reg)
+		cfg := cfgs[i]
+		a.sinks = append(a.sinks, sink)
+		opts := []ship.Option{ship.WithDeadLetterer(a.dlq)}
+		if d := a.cfg.Dedup; d.Window > 0 && d.MaxKeys > 0 {
+			cfg.Dedup = ship.DedupConfig{Window: d.Window, MaxKeys: d.MaxKeys, FlushInterval: d.FlushInterval}
+			opts = append(opts, ship.WithDedupStore(a.store))
+		}
+		sh, err := ship.New(cfg, a.log, start, sink, a.cursors, a.logger, a.reg, opts...)
 		if err != nil {
 			return err
 		}
@@ -283,6 +321,7 @@ func (a *agent) run(ctx context.Context) error {
 	stateC := startComp("state", a.store.Run)
 	cursorC := startComp("cursors", a.cursors.Run)
 	walC := startComp("wal", a.log.Run)
+	dlqC := startComp("dlq", a.dlq.Run)
 	var shipCs []*comp
 	for _, sh := range a.shippers {
 		shipCs = append(shipCs, startComp("ship", sh.Run))
@@ -312,7 +351,7 @@ func (a *agent) run(ctx context.Context) error {
 			}
 		}()
 	}
-	all := append([]*comp{stateC, cursorC, walC, apiC}, shipCs...)
+	all := append([]*comp{stateC, cursorC, walC, dlqC, apiC}, shipCs...)
 	if srcC != nil {
 		all = append(all, srcC)
 	}
@@ -342,6 +381,7 @@ func (a *agent) run(ctx context.Context) error {
 		go func() { defer wg.Done(); stop(c) }()
 	}
 	wg.Wait()
+	stop(dlqC)
 	stop(cursorC)
 	stop(walC)
 	stop(stateC)

@@ -17,6 +17,8 @@ Usage:
   logcapturer run [--config FILE]             run the agent
   logcapturer wal ls|dump|verify|stats --data-dir DIR [--json]
                                               inspect the WAL offline
+  logcapturer dlq ls|show|reprocess [--config FILE]
+                                              inspect and reprocess the DLQ offline
   logcapturer config check [FILE]             load and validate a configuration
   logcapturer health [--addr HOST:PORT]       query /health (for container HEALTHCHECK)
   logcapturer version                         print the version
@@ -39,6 +41,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "wal":
 		return cmdWAL(args[1:], stdout, stderr)
+	case "dlq":
+		return cmdDLQ(args[1:], stdout, stderr)
 	case "config":
 		return cmdConfig(args[1:], stdout, stderr)
 	case "health":

@@ -15,6 +15,23 @@ const (
 	StartEnd       = "end"
 )
 
+// Policies for bytes that are not valid UTF-8 (Config.InvalidUTF8).
+const (
+	// InvalidUTF8Escape writes each invalid byte as \xNN and each backslash
+	// as \\ in the lines that have any: reversible, given FlagEscaped.
+	InvalidUTF8Escape = "escape"
+	// InvalidUTF8Replace writes U+FFFD for each invalid byte.
+	InvalidUTF8Replace = "replace"
+	// InvalidUTF8Keep stores the bytes as read (sinks replace them).
+	InvalidUTF8Keep = "keep"
+)
+
+// Encodings of the files read (Config.Encoding).
+const (
+	EncodingUTF8   = "utf-8"
+	EncodingLatin1 = "latin1"
+)
+
 // Config is the file source's configuration (files_config).
 type Config struct {
 	// Include lists glob patterns of files to follow: filepath.Match syntax per
@@ -37,8 +54,21 @@ type Config struct {
 	ScanInterval time.Duration
 	// RotateWait is how long a file that left its path (renamed away or
 	// deleted) is still followed after its last growth, for writers that keep
-	// the old descriptor until they reopen.
+	// the old descriptor until they reopen. A renamed file that grows after
+	// it was closed is found again by the scan and read.
 	RotateWait time.Duration
+	// MaxOpenFiles bounds the files held open. Files beyond it wait for a
+	// slot; files at EOF give theirs up while others wait.
+	MaxOpenFiles int
+	// IdleTimeout closes a file that has not grown for this long; the scan
+	// reopens it, by identity and at its position, when it changes.
+	IdleTimeout time.Duration
+	// InvalidUTF8 is what happens to bytes that are not valid UTF-8:
+	// "escape", "replace" or "keep".
+	InvalidUTF8 string
+	// Encoding is the files' character set: "utf-8", or "latin1"
+	// (ISO-8859-1, transcoded to UTF-8).
+	Encoding string
 	// StartAt is where files found at the first start (no saved positions at
 	// all) are read from: "beginning" or "end". Files found later, and every
 	// file once positions exist, are read from the beginning.
@@ -73,6 +103,10 @@ func DefaultConfig() Config {
 		PollInterval:     250 * time.Millisecond,
 		ScanInterval:     10 * time.Second,
 		RotateWait:       5 * time.Second,
+		MaxOpenFiles:     1024,
+		IdleTimeout:      5 * time.Minute,
+		InvalidUTF8:      InvalidUTF8Escape,
+		Encoding:         EncodingUTF8,
 		StartAt:          StartBeginning,
 		FingerprintBytes: 1024,
 		ReadBufferBytes:  128 << 10,
@@ -103,6 +137,18 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.StartAt == "" {
 		c.StartAt = d.StartAt
+	}
+	if c.MaxOpenFiles == 0 {
+		c.MaxOpenFiles = d.MaxOpenFiles
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.InvalidUTF8 == "" {
+		c.InvalidUTF8 = d.InvalidUTF8
+	}
+	if c.Encoding == "" {
+		c.Encoding = d.Encoding
 	}
 	if c.FingerprintBytes == 0 {
 		c.FingerprintBytes = d.FingerprintBytes
@@ -153,6 +199,22 @@ func (c Config) Validate() error {
 	}
 	if c.RotateWait < 0 {
 		bad("file: rotate_wait %s: must not be negative", c.RotateWait)
+	}
+	if c.MaxOpenFiles < 1 || c.MaxOpenFiles > 1<<20 {
+		bad("file: max_open_files %d: must be in [1, 1048576]", c.MaxOpenFiles)
+	}
+	if c.IdleTimeout < time.Millisecond {
+		bad("file: idle_timeout %s: must be at least 1ms", c.IdleTimeout)
+	}
+	switch c.InvalidUTF8 {
+	case InvalidUTF8Escape, InvalidUTF8Replace, InvalidUTF8Keep:
+	default:
+		bad("file: invalid_utf8 %q: must be %q, %q or %q", c.InvalidUTF8, InvalidUTF8Escape, InvalidUTF8Replace, InvalidUTF8Keep)
+	}
+	switch c.Encoding {
+	case EncodingUTF8, EncodingLatin1:
+	default:
+		bad("file: encoding %q: must be %q or %q", c.Encoding, EncodingUTF8, EncodingLatin1)
 	}
 	if c.StartAt != StartBeginning && c.StartAt != StartEnd {
 		bad("file: start_at %q: must be %q or %q", c.StartAt, StartBeginning, StartEnd)

@@ -32,6 +32,11 @@ func TestConfigValidate(t *testing.T) {
 		"host with hostname":    {func(c *Config) { c.Labels = map[string]string{"host": "v"}; c.Hostname = "h" }, "hostname"},
 		"host without hostname": {func(c *Config) { c.Labels = map[string]string{"host": "v"} }, ""},
 		"several errors":        {func(c *Config) { c.MaxInflight = 0; c.StartAt = "x" }, "start_at"},
+		"zero open files":       {func(c *Config) { c.MaxOpenFiles = 0 }, "max_open_files"},
+		"tiny idle timeout":     {func(c *Config) { c.IdleTimeout = time.Microsecond }, "idle_timeout"},
+		"bad utf8 policy":       {func(c *Config) { c.InvalidUTF8 = "drop" }, "invalid_utf8"},
+		"bad encoding":          {func(c *Config) { c.Encoding = "utf-16" }, "encoding"},
+		"replace and latin1":    {func(c *Config) { c.InvalidUTF8 = InvalidUTF8Replace; c.Encoding = EncodingLatin1 }, ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

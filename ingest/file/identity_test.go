@@ -9,15 +9,23 @@ import (
 
 func TestParseID(t *testing.T) {
 	k := fileKey{dev: 2049, ino: 1234567}
-	id := formatID(k, 0x17f00dbeef)
-	gk, gen, ok := parseID(id)
-	if !ok || gk != k || gen != 0x17f00dbeef {
-		t.Fatalf("parseID(%q) = %v %x %v", id, gk, gen, ok)
+	for _, head := range []fingerprint{{}, fingerprintOf([]byte("first line\n"))} {
+		id := formatID(k, 0x17f00dbeef, head)
+		gk, gen, gh, ok := parseID(id)
+		if !ok || gk != k || gen != 0x17f00dbeef || gh != head {
+			t.Fatalf("parseID(%q) = %v %x %+v %v", id, gk, gen, gh, ok)
+		}
+	}
+	if _, _, _, ok := parseID("file:1:2:3"); !ok {
+		t.Fatal("an id without a head (older agents) is refused")
 	}
 	for name, bad := range map[string]string{
 		"docker id":     "docker:abc",
 		"missing gen":   "file:1:2",
-		"extra field":   "file:1:2:3:4",
+		"extra field":   "file:1:2:3:4:5",
+		"bad head":      "file:1:2:3:4",
+		"zero head":     "file:1:2:3:0-00000000000000000000000000000000",
+		"short hash":    "file:1:2:3:a-0011",
 		"not a number":  "file:x:2:3",
 		"bad hex gen":   "file:1:2:zz",
 		"empty":         "",
@@ -26,7 +34,7 @@ func TestParseID(t *testing.T) {
 		"dev overflows": "file:99999999999999999999:2:3",
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, _, ok := parseID(bad); ok {
+			if _, _, _, ok := parseID(bad); ok {
 				t.Fatalf("parseID(%q) accepted", bad)
 			}
 		})
@@ -34,10 +42,20 @@ func TestParseID(t *testing.T) {
 }
 
 func TestMetaRoundTrip(t *testing.T) {
-	m := meta{path: "/var/log/app.log", fp: fingerprintOf([]byte("head bytes"))}
-	got, err := decodeMeta(m.encode())
-	if err != nil || got != m {
-		t.Fatalf("decode(encode(m)) = %+v, %v; want %+v", got, err, m)
+	for _, m := range []meta{
+		{path: "/var/log/app.log", fp: fingerprintOf([]byte("head bytes"))},
+		{path: "/var/log/app.log.1", stream: "/var/log/app.log", fp: fingerprintOf([]byte("h")),
+			mark: fingerprintOf([]byte("tail")), markOff: 1 << 40, seen: -5, rotated: true},
+	} {
+		got, err := decodeMeta(m.encode())
+		if err != nil || got != m {
+			t.Fatalf("decode(encode(m)) = %+v, %v; want %+v", got, err, m)
+		}
+	}
+	// Version 1 (path and head only) still decodes.
+	v1 := append([]byte{metaV1, 2, '/', 'p', 16}, make([]byte, 16)...)
+	if m, err := decodeMeta(v1); err != nil || m.path != "/p" || m.fp.n != 16 {
+		t.Fatalf("v1: %+v %v", m, err)
 	}
 }
 

@@ -14,3 +14,10 @@ func keyOf(fi os.FileInfo) (fileKey, bool) {
 	}
 	return fileKey{dev: uint64(st.Dev), ino: uint64(st.Ino)}, true //nolint:unconvert // Dev is int32 on some unixes
 }
+
+// unlinked reports whether fi is of a file with no name left (deleted while
+// open).
+func unlinked(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink == 0
+}

@@ -15,17 +15,43 @@ type counters struct {
 	truncatedLines   atomic.Uint64
 	skippedBytes     atomic.Uint64
 	partialLines     atomic.Uint64
+	escapedLines     atomic.Uint64
+	transcodedLines  atomic.Uint64
 	filesOpen        atomic.Int64
-	rotations        atomic.Uint64
+	filesOpenPeak    atomic.Int64
+	filesWaiting     atomic.Int64
+	filesClosed      atomic.Uint64
+	filesReopened    atomic.Uint64
+	rotRename        atomic.Uint64
+	rotDelete        atomic.Uint64
+	rotCopytruncate  atomic.Uint64
 	truncations      atomic.Uint64
+	bytesRecovered   atomic.Uint64
+	copyUnverified   atomic.Uint64
+	rotatedFound     atomic.Uint64
+	lateWrites       atomic.Uint64
 	inodeReuses      atomic.Uint64
 	appendErrors     atomic.Uint64
 	appendWaitNanos  atomic.Uint64
 	readErrors       atomic.Uint64
 	watchErrors      atomic.Uint64
+	pollingDirs      atomic.Int64
+	notifyFallbacks  atomic.Uint64
+	overflows        atomic.Uint64
 	acksOutOfOrder   atomic.Uint64
 	positionsDropped atomic.Uint64
 	scans            atomic.Uint64
+}
+
+// opened counts a file opened and keeps the peak.
+func (c *counters) opened() {
+	n := c.filesOpen.Add(1)
+	for {
+		p := c.filesOpenPeak.Load()
+		if n <= p || c.filesOpenPeak.CompareAndSwap(p, n) {
+			return
+		}
+	}
 }
 
 func (c *counters) addWait(d time.Duration) {
@@ -36,19 +62,40 @@ func (c *counters) addWait(d time.Duration) {
 
 // Stats is a snapshot of the source's counters (for /stats).
 type Stats struct {
-	FilesOpen         int64   `json:"files_open"`
-	LinesRead         uint64  `json:"lines_read"`
-	BytesRead         uint64  `json:"bytes_read"`
-	LinesTruncated    uint64  `json:"lines_truncated"`
-	BytesSkipped      uint64  `json:"bytes_skipped"`
-	PartialLines      uint64  `json:"partial_lines"`
-	Rotations         uint64  `json:"rotations"`
-	Truncations       uint64  `json:"truncations"`
-	InodeReuses       uint64  `json:"inode_reuses"`
+	FilesOpen    int64  `json:"files_open"`
+	FilesPeak    int64  `json:"files_open_peak"`
+	FilesWaiting int64  `json:"files_waiting"`
+	FilesClosed  uint64 `json:"files_closed"`
+	FilesReopen  uint64 `json:"files_reopened"`
+
+	LinesRead       uint64 `json:"lines_read"`
+	BytesRead       uint64 `json:"bytes_read"`
+	LinesTruncated  uint64 `json:"lines_truncated"`
+	BytesSkipped    uint64 `json:"bytes_skipped"`
+	PartialLines    uint64 `json:"partial_lines"`
+	LinesEscaped    uint64 `json:"lines_escaped"`
+	LinesTranscoded uint64 `json:"lines_transcoded"`
+
+	// Rotations by kind: renamed away from every matched path, deleted
+	// while open, truncated with the rotated copy found (copytruncate), and
+	// truncated (or rewritten) in place with no copy to recover from.
+	RotationsRename       uint64 `json:"rotations_rename"`
+	RotationsDelete       uint64 `json:"rotations_delete"`
+	RotationsCopytruncate uint64 `json:"rotations_copytruncate"`
+	Truncations           uint64 `json:"truncations"`
+	BytesRecovered        uint64 `json:"copytruncate_bytes_recovered"`
+	CopiesUnverified      uint64 `json:"copytruncate_copies_unverified"`
+	RotatedFilesFound     uint64 `json:"rotated_files_found"`
+	LateWrites            uint64 `json:"late_writes"`
+	InodeReuses           uint64 `json:"inode_reuses"`
+
 	AppendErrors      uint64  `json:"append_errors"`
 	AppendWaitSeconds float64 `json:"append_wait_seconds"`
 	ReadErrors        uint64  `json:"read_errors"`
 	WatchErrors       uint64  `json:"watch_errors"`
+	PollingDirs       int64   `json:"polling_dirs"`
+	NotifyFallbacks   uint64  `json:"notify_fallbacks"`
+	EventOverflows    uint64  `json:"event_overflows"`
 	PositionsDropped  uint64  `json:"positions_dropped"`
 	AcksOutOfOrder    uint64  `json:"acks_out_of_order"`
 	Scans             uint64  `json:"scans"`
@@ -56,22 +103,37 @@ type Stats struct {
 
 func (c *counters) snapshot() Stats {
 	return Stats{
-		FilesOpen:         c.filesOpen.Load(),
-		LinesRead:         c.lines.Load(),
-		BytesRead:         c.bytes.Load(),
-		LinesTruncated:    c.truncatedLines.Load(),
-		BytesSkipped:      c.skippedBytes.Load(),
-		PartialLines:      c.partialLines.Load(),
-		Rotations:         c.rotations.Load(),
-		Truncations:       c.truncations.Load(),
-		InodeReuses:       c.inodeReuses.Load(),
-		AppendErrors:      c.appendErrors.Load(),
-		AppendWaitSeconds: float64(c.appendWaitNanos.Load()) / 1e9,
-		ReadErrors:        c.readErrors.Load(),
-		WatchErrors:       c.watchErrors.Load(),
-		PositionsDropped:  c.positionsDropped.Load(),
-		AcksOutOfOrder:    c.acksOutOfOrder.Load(),
-		Scans:             c.scans.Load(),
+		FilesOpen:             c.filesOpen.Load(),
+		FilesPeak:             c.filesOpenPeak.Load(),
+		FilesWaiting:          c.filesWaiting.Load(),
+		FilesClosed:           c.filesClosed.Load(),
+		FilesReopen:           c.filesReopened.Load(),
+		LinesRead:             c.lines.Load(),
+		BytesRead:             c.bytes.Load(),
+		LinesTruncated:        c.truncatedLines.Load(),
+		BytesSkipped:          c.skippedBytes.Load(),
+		PartialLines:          c.partialLines.Load(),
+		LinesEscaped:          c.escapedLines.Load(),
+		LinesTranscoded:       c.transcodedLines.Load(),
+		RotationsRename:       c.rotRename.Load(),
+		RotationsDelete:       c.rotDelete.Load(),
+		RotationsCopytruncate: c.rotCopytruncate.Load(),
+		Truncations:           c.truncations.Load(),
+		BytesRecovered:        c.bytesRecovered.Load(),
+		CopiesUnverified:      c.copyUnverified.Load(),
+		RotatedFilesFound:     c.rotatedFound.Load(),
+		LateWrites:            c.lateWrites.Load(),
+		InodeReuses:           c.inodeReuses.Load(),
+		AppendErrors:          c.appendErrors.Load(),
+		AppendWaitSeconds:     float64(c.appendWaitNanos.Load()) / 1e9,
+		ReadErrors:            c.readErrors.Load(),
+		WatchErrors:           c.watchErrors.Load(),
+		PollingDirs:           c.pollingDirs.Load(),
+		NotifyFallbacks:       c.notifyFallbacks.Load(),
+		EventOverflows:        c.overflows.Load(),
+		PositionsDropped:      c.positionsDropped.Load(),
+		AcksOutOfOrder:        c.acksOutOfOrder.Load(),
+		Scans:                 c.scans.Load(),
 	}
 }
 
@@ -89,27 +151,48 @@ type collector struct {
 }
 
 func newCollector(c *counters) *collector {
-	constLabels := prometheus.Labels{"source": "file"}
-	d := func(name, help string, kind prometheus.ValueType, v func(*counters) float64) metricDef {
+	d := func(name, help string, kind prometheus.ValueType, v func(*counters) float64, labels ...string) metricDef {
+		constLabels := prometheus.Labels{"source": "file"}
+		for i := 0; i+1 < len(labels); i += 2 {
+			constLabels[labels[i]] = labels[i+1]
+		}
 		return metricDef{prometheus.NewDesc("logcapturer_ingest_"+name, help, nil, constLabels), kind, v}
 	}
 	u := func(a *atomic.Uint64) func(*counters) float64 {
 		return func(*counters) float64 { return float64(a.Load()) }
 	}
+	g := func(a *atomic.Int64) func(*counters) float64 {
+		return func(*counters) float64 { return float64(a.Load()) }
+	}
+	const rotHelp = "Rotations of followed files by kind: rename (left every matched path), delete (deleted while open), copytruncate (truncated, rotated copy found), truncate (truncated or rewritten in place, no copy)."
 	return &collector{c: c, defs: []metricDef{
 		d("lines_total", "Lines read and handed to the WAL.", prometheus.CounterValue, u(&c.lines)),
 		d("bytes_total", "Bytes read from sources.", prometheus.CounterValue, u(&c.bytes)),
 		d("lines_truncated_total", "Lines cut at the maximum line size.", prometheus.CounterValue, u(&c.truncatedLines)),
 		d("truncated_bytes_skipped_total", "Bytes dropped from lines cut at the maximum line size.", prometheus.CounterValue, u(&c.skippedBytes)),
 		d("partial_lines_total", "Lines emitted without their terminator (file gone).", prometheus.CounterValue, u(&c.partialLines)),
-		d("files_open", "Files currently followed.", prometheus.GaugeValue, func(c *counters) float64 { return float64(c.filesOpen.Load()) }),
-		d("file_rotations_total", "Followed files that left their path (renamed away or deleted).", prometheus.CounterValue, u(&c.rotations)),
-		d("file_truncations_total", "Files found shorter than the read position (truncated).", prometheus.CounterValue, u(&c.truncations)),
+		d("lines_escaped_total", "Lines with invalid UTF-8, escaped or replaced (flagged escaped).", prometheus.CounterValue, u(&c.escapedLines)),
+		d("lines_transcoded_total", "Lines transcoded from latin1.", prometheus.CounterValue, u(&c.transcodedLines)),
+		d("files_open", "Files currently held open.", prometheus.GaugeValue, g(&c.filesOpen)),
+		d("files_waiting", "Files waiting for a slot under max_open_files.", prometheus.GaugeValue, g(&c.filesWaiting)),
+		d("files_closed_total", "Files closed while still followed (idle, or giving up a slot).", prometheus.CounterValue, u(&c.filesClosed)),
+		d("files_reopened_total", "Closed files opened again because they changed.", prometheus.CounterValue, u(&c.filesReopened)),
+		d("file_rotations_total", rotHelp, prometheus.CounterValue, u(&c.rotRename), "kind", "rename"),
+		d("file_rotations_total", rotHelp, prometheus.CounterValue, u(&c.rotDelete), "kind", "delete"),
+		d("file_rotations_total", rotHelp, prometheus.CounterValue, u(&c.rotCopytruncate), "kind", "copytruncate"),
+		d("file_rotations_total", rotHelp, prometheus.CounterValue, u(&c.truncations), "kind", "truncate"),
+		d("copytruncate_bytes_recovered_total", "Bytes read from rotated copies after a copytruncate.", prometheus.CounterValue, u(&c.bytesRecovered)),
+		d("copytruncate_copies_unverified_total", "Rotated copies taken as already read on their head fingerprint alone.", prometheus.CounterValue, u(&c.copyUnverified)),
+		d("rotated_files_found_total", "Rotated files found and read that were never seen at a matched path (rotated while stopped or between scans).", prometheus.CounterValue, u(&c.rotatedFound)),
+		d("late_writes_total", "Closed rotated files reopened because they grew.", prometheus.CounterValue, u(&c.lateWrites)),
 		d("file_inode_reuses_total", "Saved positions dropped because the inode now holds other content.", prometheus.CounterValue, u(&c.inodeReuses)),
 		d("append_errors_total", "WAL appends that failed (the lines are read again).", prometheus.CounterValue, u(&c.appendErrors)),
 		d("append_wait_seconds_total", "Time spent blocked in WAL appends (backpressure).", prometheus.CounterValue, func(c *counters) float64 { return float64(c.appendWaitNanos.Load()) / 1e9 }),
 		d("read_errors_total", "File open, stat and read errors.", prometheus.CounterValue, u(&c.readErrors)),
 		d("watch_errors_total", "File system notification errors (polling continues).", prometheus.CounterValue, u(&c.watchErrors)),
+		d("polling_dirs", "Directories followed by polling only (no file system watch: disabled, or inotify limits).", prometheus.GaugeValue, g(&c.pollingDirs)),
+		d("notify_fallbacks_total", "Times a file system watch could not be set up and polling took over.", prometheus.CounterValue, u(&c.notifyFallbacks)),
+		d("event_overflows_total", "File system event queue overflows (each triggers a rescan).", prometheus.CounterValue, u(&c.overflows)),
 		d("acks_out_of_order_total", "WAL acks that arrived out of append order (positions still advance in order).", prometheus.CounterValue, u(&c.acksOutOfOrder)),
 		d("positions_dropped_total", "Saved positions dropped because their file is gone.", prometheus.CounterValue, u(&c.positionsDropped)),
 	}}

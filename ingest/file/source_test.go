@@ -450,7 +450,7 @@ func TestRenameRotation(t *testing.T) {
 			w, st := newTestWAL(t), newTestState()
 			writeFile(t, p, "")
 			r := startSource(t, cfg, w, st, nil)
-			old := ackedAt(t, r, p, 0)
+			ackedAt(t, r, p, 0)
 
 			f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 			if err != nil {
@@ -464,6 +464,7 @@ func TestRenameRotation(t *testing.T) {
 			}
 			write(f, seqLines(0, 100))
 			waitFor(t, "the first lines", func() bool { return len(w.lines()) >= 50 })
+			old := PositionInfo{ID: w.records()[0].source} // minted with the first bytes
 			if err := os.Rename(p, p+".1"); err != nil {
 				t.Fatal(err)
 			}
@@ -477,7 +478,7 @@ func TestRenameRotation(t *testing.T) {
 			write(f, "last words")
 
 			waitFor(t, "all lines", func() bool { return len(w.lines()) >= 301 })
-			waitFor(t, "old position deleted", func() bool { return st.wasDeleted(old.ID) })
+			waitFor(t, "old file closed", func() bool { return r.src.Stats().FilesOpen == 1 })
 			recs := w.records()
 			checkExactlyOnceInOrder(t, recs, 300)
 			var partial []capRec
@@ -494,24 +495,18 @@ func TestRenameRotation(t *testing.T) {
 					t.Fatalf("old file's line %+v lost its stream label", c)
 				}
 			}
-			// The deletion of the old id comes after its last position.
-			h := st.history()
-			lastSet, del := -1, -1
-			for i, c := range h {
-				if c.id == old.ID {
-					if c.del {
-						del = i
-					} else {
-						lastSet = i
-					}
-				}
+			// The rotated file's position stays while the file exists (late
+			// writes to it are read from there), at its end.
+			if sp, ok := st.position(old.ID); !ok || sp.Offset != 150*9+10 || st.wasDeleted(old.ID) {
+				t.Fatalf("old id position %+v (deleted %v): %+v", sp, st.wasDeleted(old.ID), st.history())
 			}
-			if lastSet < 0 || del < lastSet || h[lastSet].offset != 150*9+10 {
-				t.Fatalf("old id history wrong: set at %d, delete at %d: %+v", lastSet, del, h)
-			}
-			if s := r.src.Stats(); s.Rotations != 1 || s.PartialLines != 1 {
+			if s := r.src.Stats(); s.RotationsRename != 1 || s.PartialLines != 1 {
 				t.Fatalf("stats %+v", s)
 			}
+			if err := os.Remove(p + ".1"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "old position deleted once its file is gone", func() bool { return st.wasDeleted(old.ID) })
 		})
 	}
 }
@@ -546,8 +541,8 @@ func TestSeveralRotationsBetweenScans(t *testing.T) {
 	waitFor(t, "all lines", func() bool { return len(w.lines()) >= 45 })
 	checkExactlyOnceInOrder(t, w.records(), 45)
 	waitFor(t, "four files followed", func() bool { return len(r.src.Positions()) == 4 })
-	if s := r.src.Stats(); s.Rotations != 0 {
-		t.Fatalf("rotations %d: files renamed within the pattern did not leave it", s.Rotations)
+	if s := r.src.Stats(); s.RotationsRename != 0 {
+		t.Fatalf("rotations %d: files renamed within the pattern did not leave it", s.RotationsRename)
 	}
 }
 
@@ -769,6 +764,10 @@ func TestRotatedWhileStopped(t *testing.T) {
 	w2 := newTestWAL(t)
 	r2 := startSource(t, testConfig(p), w2, st, st.saved())
 	waitFor(t, "all lines", func() bool { return len(w2.lines()) >= 10 })
+	waitFor(t, "old file drained", func() bool { sp, _ := st.position(old.ID); return sp.Offset == 135 })
+	if err := os.Remove(p + ".1"); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "old id forgotten", func() bool { return st.wasDeleted(old.ID) })
 	recs := w2.records()
 	for _, c := range recs {
@@ -906,7 +905,7 @@ func TestSavedGenerationsOfOneInode(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, _ := keyOf(fi)
-	older, newer := formatID(k, 100), formatID(k, 200)
+	older, newer := formatID(k, 100, fingerprint{}), formatID(k, 200, fingerprint{})
 	saved := []ingest.SavedPosition{
 		{ID: newer, Offset: 3, WALIndex: 5},
 		{ID: older, Offset: 6, WALIndex: 9},

@@ -1,11 +1,13 @@
 package file
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,8 +19,24 @@ import (
 // payloads, then read again from the last acknowledged line.
 var errRewind = errors.New("file: append failed")
 
+// changeError says the file no longer holds the bytes read before the read
+// position: it was truncated (copytruncate, or in place), maybe regrown.
+type changeError struct{ why identVerdict }
+
+func (e *changeError) Error() string { return "file: content changed: " + e.why.String() }
+
 // recordOverhead bounds the per-line framing a Builder adds.
 const recordOverhead = 48
+
+// ringBytes is how many bytes read just before the read position a file
+// keeps: the last markBytes of them are checked on every read (a file
+// truncated and regrown past the position is noticed), and all of them let
+// a rotated copy shorter than the position be recognised as read.
+const ringBytes = 8 << 10
+
+// yieldAfter is how long a file that never reaches its end keeps its slot
+// while others wait for one.
+const yieldAfter = time.Second
 
 const (
 	minBackoff = 100 * time.Millisecond
@@ -35,7 +53,8 @@ const (
 
 // inflight is one payload appended and not yet settled.
 type inflight struct {
-	end   uint64 // end offset of its last line
+	end   uint64      // end offset of its last line
+	mark  fingerprint // the bytes before end
 	idx   uint64
 	state ackState
 }
@@ -47,24 +66,35 @@ type tailer struct {
 	s      *Source
 	f      *os.File
 	key    fileKey
+	stream string // filename label: the path its lines are attributed to
 	labels *record.LabelSet
 	hdr    int           // payload header estimate: source id and labels
 	wake   chan struct{} // hints: data written, ack failed, file left
 	slots  chan struct{} // one token per payload in flight
+	conv   converter
 
 	fr       framer
+	src      *os.File // the file being read: f, or a rotated copy
 	b        *record.Builder
 	bEnd     uint64
 	ts       int64
 	startOff uint64
 	startMid bool
 	lastData time.Time
+	openedAt time.Time
 	backoff  time.Duration
 	rewindAt uint64
 	fpDone   bool
+	ring     []byte // bytes just before ringEnd (== fr.off between reads)
+	ringEnd  uint64
+	lastSize uint64
+	markBuf  [markBytes]byte
 	nLines   uint64
 	nTrunc   uint64
 	nPartial uint64
+	nEscaped uint64
+	nTransc  uint64
+	nCut     uint64
 
 	readOff atomic.Uint64
 
@@ -72,9 +102,10 @@ type tailer struct {
 	id       string
 	path     string
 	fp       fingerprint
-	metaEnc  []byte // never modified once set: the checkpointer may keep it
+	seen     int64 // unix ns: last seen at its stream path
 	acked    uint64
 	ackIdx   uint64
+	ackMark  fingerprint
 	queue    []*inflight
 	failed   bool
 	failErr  error
@@ -84,35 +115,54 @@ type tailer struct {
 }
 
 func newTailer(s *Source, f *os.File, key fileKey, path string, size uint64, st startPoint) *tailer {
+	now := time.Now()
 	t := &tailer{
 		s:        s,
 		f:        f,
+		src:      f,
 		key:      key,
-		labels:   s.labelsFor(path),
+		stream:   st.stream,
+		labels:   s.labelsFor(st.stream),
 		wake:     make(chan struct{}, 1),
 		slots:    make(chan struct{}, s.cfg.MaxInflight),
+		conv:     newConverter(s.cfg),
 		fr:       newFramer(s.cfg.MaxLineBytes, st.offset),
 		startOff: st.offset,
 		startMid: st.midLine,
-		lastData: time.Now(),
+		lastData: now,
+		openedAt: now,
 		rewindAt: st.offset,
 		id:       st.id,
 		path:     path,
 		fp:       st.fp,
+		seen:     st.seen,
 		acked:    st.offset,
+		ackMark:  st.mark,
 		size:     size,
+		lastSize: size,
+	}
+	if path == t.stream {
+		t.seen = now.UnixNano()
 	}
 	if st.midLine {
 		t.fr.startMidLine()
 	}
 	t.fpDone = int(st.fp.n) >= s.cfg.FingerprintBytes
-	t.metaEnc = meta{path: path, fp: st.fp}.encode()
 	t.hdr = len(st.id) + 32
 	for _, l := range t.labels.Labels() {
 		t.hdr += len(l.Name) + len(l.Value) + 2*4
 	}
 	t.readOff.Store(st.offset)
 	return t
+}
+
+// metaLocked is the position meta for mark, taken at markOff; t.mu is held.
+func (t *tailer) metaLocked(mark fingerprint, markOff uint64) []byte {
+	m := meta{path: t.path, fp: t.fp, mark: mark, markOff: markOff, seen: t.seen, rotated: t.orphaned || t.path != t.stream}
+	if t.stream != t.path {
+		m.stream = t.stream
+	}
+	return m.encode()
 }
 
 func (t *tailer) poke() {
@@ -129,30 +179,51 @@ func (t *tailer) currentPath() string {
 }
 
 // seenAt records that a scan found the file at path; it returns the previous
-// path. A file that had left its path and came back is followed again.
-func (t *tailer) seenAt(path string) string {
+// path, and a search for unseen rotated files when the file just moved away
+// from its stream path (rotated to a name that is still matched). A file
+// that had left its path and came back is followed again.
+func (t *tailer) seenAt(path string, now time.Time) (string, *rotationTrigger) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := t.path
+	var tr *rotationTrigger
 	if path != old {
+		if old == t.stream && path != t.stream {
+			tr = &rotationTrigger{stream: t.stream, notBefore: t.seen - int64(t.s.siblingSlack())}
+		}
 		t.path = path
-		t.metaEnc = meta{path: path, fp: t.fp}.encode()
+	}
+	if path == t.stream {
+		t.seen = now.UnixNano()
 	}
 	t.orphaned = false
-	return old
+	return old, tr
 }
 
 // leave marks the file as no longer at any matched path. It reports the
-// path and whether this is news.
-func (t *tailer) leave() (string, bool) {
+// path, a search for unseen rotated files when it left its stream path, and
+// whether this is news.
+func (t *tailer) leave(now time.Time) (string, *rotationTrigger, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.orphaned {
-		return t.path, false
+		return t.path, nil, false
 	}
-	t.orphaned, t.leftAt = true, time.Now()
+	t.orphaned, t.leftAt = true, now
 	t.poke()
-	return t.path, true
+	var tr *rotationTrigger
+	if t.path == t.stream {
+		tr = &rotationTrigger{stream: t.stream, notBefore: t.seen - int64(t.s.siblingSlack())}
+	}
+	return t.path, tr, true
+}
+
+// rotatedAway reports whether the file is no longer the live one of its
+// stream: it left every matched path, or moved to another matched name.
+func (t *tailer) rotatedAway() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.orphaned || t.path != t.stream
 }
 
 func (t *tailer) info() PositionInfo {
@@ -161,12 +232,21 @@ func (t *tailer) info() PositionInfo {
 	return PositionInfo{
 		ID:          t.id,
 		Path:        t.path,
+		Stream:      t.stream,
 		ReadOffset:  t.readOff.Load(),
 		AckedOffset: t.acked,
 		Size:        t.size,
 		InFlight:    len(t.queue),
 		Draining:    t.orphaned,
+		Open:        true,
 	}
+}
+
+// known is what a scan compares new files with (see copyOfKnown).
+func (t *tailer) known() knownFile {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return knownFile{key: t.key, path: t.path, fp: t.fp, markOff: t.acked, mark: t.ackMark, f: t.f}
 }
 
 func (t *tailer) hasFailed() bool {
@@ -176,59 +256,70 @@ func (t *tailer) hasFailed() bool {
 }
 
 func (t *tailer) run(ctx context.Context) {
-	hb := t.loop(ctx)
+	t.loadRing(t.fr.off)
+	hb, requeue := t.loop(ctx)
 	t.flushCounters()
 	_ = t.f.Close()
-	t.s.tailerExited(t, hb)
+	t.s.cnt.filesOpen.Add(-1)
+	t.s.tailerExited(t, hb, requeue)
 }
 
-// loop reads until ctx ends, the file is drained after leaving its path, or a
-// read error; it returns the position to hand back (nil at shutdown).
-func (t *tailer) loop(ctx context.Context) *resumeEntry {
+// loop reads until ctx ends, the file is closed (drained after it was
+// rotated, idle, or giving up its slot), or a read error; it returns the
+// position to keep (nil at shutdown) and whether to queue the file again.
+func (t *tailer) loop(ctx context.Context) (*resumeEntry, bool) {
 	timer := time.NewTimer(t.s.cfg.PollInterval)
 	defer timer.Stop()
 	for {
 		if ctx.Err() != nil {
 			t.stop()
-			return nil
+			return nil, false
 		}
 		if t.hasFailed() {
 			if !t.rewind(ctx) {
 				t.stop()
-				return nil
+				return nil, false
 			}
 			continue
 		}
-		n, err := t.readToEOF(ctx)
+		n, err := t.readFrom(ctx, t.f)
+		if err == nil {
+			err = t.checkSize()
+		}
 		t.flushCounters()
+		var ce *changeError
 		switch {
 		case ctx.Err() != nil:
 			t.stop()
-			return nil
+			return nil, false
 		case errors.Is(err, errRewind):
 			continue
+		case errors.As(err, &ce):
+			if err := t.truncated(ctx, ce.why); err != nil {
+				if ctx.Err() != nil {
+					t.stop()
+					return nil, false
+				}
+				return t.failRead(ctx, err), false
+			}
+			continue
 		case err != nil:
-			return t.failRead(ctx, err)
+			return t.failRead(ctx, err), false
 		}
 		if n > 0 {
 			t.lastData = time.Now()
-		}
-		truncated, err := t.checkSize(ctx)
-		switch {
-		case ctx.Err() != nil:
-			t.stop()
-			return nil
-		case err != nil:
-			return t.failRead(ctx, err)
-		case truncated, n > 0:
+			if t.s.waiting() && time.Since(t.openedAt) >= yieldAfter && !t.rotatedAway() {
+				// Never at its end while others wait: give the slot up, and
+				// queue again behind them.
+				if hb, ok := t.close(ctx, false); ok {
+					return hb, true
+				}
+			}
 			// Read again before sleeping: more may have arrived meanwhile.
 			continue
 		}
-		if t.drained() {
-			if hb, ok := t.finish(ctx); ok {
-				return hb
-			}
-			continue
+		if hb, ok := t.maybeClose(ctx); ok {
+			return hb, false
 		}
 		timer.Reset(t.s.cfg.PollInterval)
 		select {
@@ -237,6 +328,73 @@ func (t *tailer) loop(ctx context.Context) *resumeEntry {
 		case <-timer.C:
 		}
 	}
+}
+
+// maybeClose closes a file at its end that is no longer needed open: rotated
+// away and idle for RotateWait, idle for IdleTimeout, or holding a slot
+// others wait for.
+func (t *tailer) maybeClose(ctx context.Context) (*resumeEntry, bool) {
+	idle := time.Since(t.lastData)
+	if t.rotatedAway() {
+		t.mu.Lock()
+		since := t.leftAt
+		t.mu.Unlock()
+		if since.IsZero() || t.lastData.After(since) {
+			since = t.lastData
+		}
+		if time.Since(since) >= t.s.cfg.RotateWait {
+			return t.close(ctx, true)
+		}
+		return nil, false
+	}
+	if idle >= t.s.cfg.IdleTimeout || t.s.waiting() {
+		return t.close(ctx, false)
+	}
+	return nil, false
+}
+
+// close ends following the file for now. Its size and mtime are taken
+// first, then it is read to its end once more: anything written after that
+// look changes them, so a scan opens it again. A rotated file's incomplete
+// last line is emitted with FlagPartial (its writer has moved on); a live
+// file's stays unread, to be read whole later. ok is false when the file
+// must be read on (more data, a failed append) or ctx ended.
+func (t *tailer) close(ctx context.Context, rotated bool) (*resumeEntry, bool) {
+	fi, err := t.f.Stat()
+	if err != nil {
+		return nil, false
+	}
+	n, err := t.readFrom(ctx, t.f)
+	if err != nil || n > 0 {
+		if err != nil && !errors.Is(err, errRewind) {
+			var ce *changeError
+			if !errors.As(err, &ce) {
+				t.s.cnt.readErrors.Add(1)
+			}
+		}
+		return nil, false
+	}
+	if rotated {
+		t.ts = time.Now().UnixNano()
+		err = t.fr.flush(t.emitter(ctx))
+		if err == nil && t.b != nil && t.b.Len() > 0 {
+			err = t.appendBatch(ctx)
+		}
+		t.releaseBuilder()
+	}
+	t.flushCounters()
+	if err != nil || !t.settle(ctx) || t.hasFailed() {
+		return nil, false
+	}
+	hb := t.handBack()
+	hb.closedSize, hb.closedMtime = fi.Size(), fi.ModTime().UnixNano()
+	hb.midLine = hb.offset == t.startOff && t.startMid
+	if rotated {
+		t.s.log.Info().Str("path", t.currentPath()).Msg("file: rotated file drained and closed")
+	} else {
+		t.s.cnt.filesClosed.Add(1)
+	}
+	return hb, true
 }
 
 // failRead gives up on the descriptor after a read error; the next scan
@@ -255,48 +413,55 @@ func (t *tailer) failRead(ctx context.Context, err error) *resumeEntry {
 func (t *tailer) handBack() *resumeEntry {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, gen, _ := parseID(t.id)
-	return &resumeEntry{key: t.key, id: t.id, gen: gen, offset: t.acked, meta: meta{path: t.path, fp: t.fp}, hasMeta: true}
+	_, gen, _, _ := parseID(t.id)
+	m := meta{path: t.path, fp: t.fp, mark: t.ackMark, markOff: t.acked, seen: t.seen, rotated: t.orphaned || t.path != t.stream}
+	if t.stream != t.path {
+		m.stream = t.stream
+	}
+	return &resumeEntry{key: t.key, id: t.id, gen: gen, offset: t.acked, meta: m, hasMeta: true,
+		closedSize: -1, closedMtime: -1, rotated: t.orphaned}
 }
 
-// drained reports whether the file left its path and has not grown for
-// RotateWait: its writer has moved on.
-func (t *tailer) drained() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.orphaned {
-		return false
-	}
-	since := t.leftAt
-	if t.lastData.After(since) {
-		since = t.lastData
-	}
-	return time.Since(since) >= t.s.cfg.RotateWait
-}
-
-// readToEOF reads and frames everything up to the end of the file, appending
-// full payloads as it goes and the last one at EOF.
-func (t *tailer) readToEOF(ctx context.Context) (uint64, error) {
+// readFrom reads and frames everything in f from the read position to its
+// end, appending full payloads as it goes and the last one at the end. Each
+// read starts a few bytes early to check they are still the ones read: a
+// *changeError says they are not (or the file is shorter than the read
+// position).
+func (t *tailer) readFrom(ctx context.Context, f *os.File) (uint64, error) {
 	bp := t.s.readBufs.Get().(*[]byte)
 	defer t.s.readBufs.Put(bp)
 	buf := *bp
+	t.src = f
+	defer func() { t.src = t.f }()
 	emit := t.emitter(ctx)
 	var total uint64
 	for {
-		n, err := t.f.ReadAt(buf, int64(t.fr.off))
-		if n > 0 {
+		off := t.fr.off
+		ov := 0
+		if t.ringEnd == off {
+			ov = min(len(t.ring), markBytes)
+		}
+		n, err := f.ReadAt(buf, int64(off)-int64(ov))
+		if err != nil && !errors.Is(err, io.EOF) {
+			return total, fmt.Errorf("file: read %s: %w", t.currentPath(), err)
+		}
+		if n < ov {
+			return total, &changeError{identTruncated}
+		}
+		if !bytes.Equal(buf[:ov], t.ring[len(t.ring)-ov:]) {
+			return total, &changeError{identRewritten}
+		}
+		if data := buf[ov:n]; len(data) > 0 {
 			t.ts = time.Now().UnixNano()
-			if ferr := t.fr.feed(buf[:n], emit); ferr != nil {
+			if ferr := t.fr.feed(data, emit); ferr != nil {
 				return total, ferr
 			}
-			total += uint64(n)
+			t.pushRing(data, t.fr.off)
+			total += uint64(len(data))
 			t.readOff.Store(t.fr.off)
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return total, fmt.Errorf("file: read %s: %w", t.currentPath(), err)
+			break // io.EOF
 		}
 		if ctx.Err() != nil {
 			return total, ctx.Err()
@@ -304,7 +469,9 @@ func (t *tailer) readToEOF(ctx context.Context) (uint64, error) {
 	}
 	if total > 0 {
 		t.s.cnt.bytes.Add(total)
-		t.refreshFingerprint()
+		if f == t.f {
+			t.refreshFingerprint()
+		}
 	}
 	if t.b != nil && t.b.Len() > 0 {
 		if err := t.appendBatch(ctx); err != nil {
@@ -312,7 +479,74 @@ func (t *tailer) readToEOF(ctx context.Context) (uint64, error) {
 		}
 	}
 	t.releaseBuilder()
+	t.conv.release()
 	return total, nil
+}
+
+// pushRing appends data, which ends at end, to the ring of bytes read.
+func (t *tailer) pushRing(data []byte, end uint64) {
+	if t.ring == nil {
+		t.ring = make([]byte, 0, ringBytes)
+	}
+	if len(data) >= ringBytes {
+		t.ring = append(t.ring[:0], data[len(data)-ringBytes:]...)
+	} else {
+		keep := min(len(t.ring), ringBytes-len(data))
+		copy(t.ring, t.ring[len(t.ring)-keep:])
+		t.ring = append(t.ring[:keep], data...)
+	}
+	t.ringEnd = end
+}
+
+// loadRing fills the ring with the bytes of the file just before off.
+func (t *tailer) loadRing(off uint64) {
+	t.ring, t.ringEnd = t.ring[:0], off
+	if off == 0 {
+		return
+	}
+	if t.ring == nil {
+		t.ring = make([]byte, 0, ringBytes)
+	}
+	n := min(off, ringBytes)
+	t.ring = t.ring[:n]
+	got, _ := t.f.ReadAt(t.ring, int64(off-n))
+	if got < int(n) {
+		// Shorter than off: the next read says so.
+		t.ring = t.ring[:0]
+		t.ringEnd = ^uint64(0)
+	}
+}
+
+// markFor is the mark of the bytes before end in the file being read.
+func (t *tailer) markFor(end uint64) fingerprint {
+	want := min(end, markBytes)
+	if end == t.ringEnd && uint64(len(t.ring)) >= want {
+		return fingerprintOf(t.ring[uint64(len(t.ring))-want:])
+	}
+	b, ok, err := readMark(t.src, end, t.markBuf[:0])
+	if err != nil || !ok {
+		return fingerprint{}
+	}
+	return fingerprintOf(b)
+}
+
+// checkSize notices truncation between reads: a file shorter than the read
+// position, or shorter than at the last look.
+func (t *tailer) checkSize() error {
+	fi, err := t.f.Stat()
+	if err != nil {
+		return fmt.Errorf("file: stat %s: %w", t.currentPath(), err)
+	}
+	size := uint64(fi.Size())
+	t.mu.Lock()
+	t.size = size
+	t.mu.Unlock()
+	last := t.lastSize
+	t.lastSize = size
+	if size < t.fr.off || size < last {
+		return &changeError{identTruncated}
+	}
+	return nil
 }
 
 func (t *tailer) emitter(ctx context.Context) emitFunc {
@@ -324,11 +558,17 @@ func (t *tailer) emitter(ctx context.Context) emitFunc {
 // add puts one line into the current payload, appending the payload first
 // when the line would take it past MaxEntryBytes.
 func (t *tailer) add(ctx context.Context, line []byte, end uint64, flags record.Flags) error {
+	line, res := t.conv.convert(line, flags)
+	flags |= res.flags
+	if t.id == "" {
+		t.mintID()
+	}
 	if t.b == nil {
 		t.b = t.s.builders.Get().(*record.Builder)
 		t.b.Reset()
 	}
 	if t.b.Len() > 0 && t.b.Size()+len(line)+recordOverhead+t.hdr > t.s.cfg.MaxEntryBytes {
+		// line may alias the converter's buffer, which appendBatch does not touch.
 		if err := t.appendBatch(ctx); err != nil {
 			return err
 		}
@@ -342,23 +582,30 @@ func (t *tailer) add(ctx context.Context, line []byte, end uint64, flags record.
 	if flags&record.FlagPartial != 0 {
 		t.nPartial++
 	}
+	if flags&record.FlagEscaped != 0 {
+		t.nEscaped++
+	}
+	if res.transcoded {
+		t.nTransc++
+	}
+	t.nCut += res.cut
 	return nil
 }
 
 func (t *tailer) flushCounters() {
 	c := t.s.cnt
-	if t.nLines > 0 {
-		c.lines.Add(t.nLines)
-		t.nLines = 0
+	add := func(dst *atomic.Uint64, n *uint64) {
+		if *n > 0 {
+			dst.Add(*n)
+			*n = 0
+		}
 	}
-	if t.nTrunc > 0 {
-		c.truncatedLines.Add(t.nTrunc)
-		t.nTrunc = 0
-	}
-	if t.nPartial > 0 {
-		c.partialLines.Add(t.nPartial)
-		t.nPartial = 0
-	}
+	add(&c.lines, &t.nLines)
+	add(&c.truncatedLines, &t.nTrunc)
+	add(&c.partialLines, &t.nPartial)
+	add(&c.escapedLines, &t.nEscaped)
+	add(&c.transcodedLines, &t.nTransc)
+	add(&c.skippedBytes, &t.nCut)
 	if sk := t.fr.takeSkipped(); sk > 0 {
 		c.skippedBytes.Add(sk)
 	}
@@ -395,7 +642,7 @@ func (t *tailer) appendBatch(ctx context.Context) error {
 	}
 	pp := t.s.payloads.Get().(*[]byte)
 	*pp = t.b.AppendTo((*pp)[:0])
-	e := &inflight{end: t.bEnd}
+	e := &inflight{end: t.bEnd, mark: t.markFor(t.bEnd)}
 	t.mu.Lock()
 	t.queue = append(t.queue, e)
 	t.mu.Unlock()
@@ -449,10 +696,10 @@ func (t *tailer) settled(e *inflight, idx uint64, err error) {
 		if t.failed || h.end <= t.acked {
 			continue
 		}
-		t.acked, t.ackIdx, advanced = h.end, h.idx, true
+		t.acked, t.ackIdx, t.ackMark, advanced = h.end, h.idx, h.mark, true
 	}
 	if advanced {
-		t.s.cp.SetPosition(t.id, t.acked, t.ackIdx, t.metaEnc)
+		t.s.cp.SetPosition(t.id, t.acked, t.ackIdx, t.metaLocked(t.ackMark, t.acked))
 	}
 	failed := t.failed
 	t.mu.Unlock()
@@ -529,67 +776,58 @@ func (t *tailer) rewind(ctx context.Context) bool {
 	if off == t.startOff && t.startMid {
 		t.fr.startMidLine()
 	}
+	t.loadRing(off)
 	t.readOff.Store(off)
 	return true
 }
 
-// checkSize notices truncation: a file shorter than what was read was cut
-// (copytruncate or a writer that truncates). The lines read before are kept;
-// the file is read again from 0 under a new generation id.
-func (t *tailer) checkSize(ctx context.Context) (bool, error) {
-	fi, err := t.f.Stat()
-	if err != nil {
-		return false, fmt.Errorf("file: stat %s: %w", t.currentPath(), err)
-	}
-	size := uint64(fi.Size())
+// truncated handles a file that no longer holds what was read: truncated in
+// place or by copytruncate, maybe regrown already. The lines read are kept.
+// The rotated copy, when there is one (same directory, same head, the same
+// bytes before the read position), is read from the read position to its
+// end, so that what the writer added between our last read and the
+// truncation is not lost; copies shorter than the read position are marked
+// read. The incomplete last line is emitted with FlagPartial, and the file
+// is read again from 0 under a new generation.
+func (t *tailer) truncated(ctx context.Context, why identVerdict) error {
 	t.mu.Lock()
-	t.size = size
+	fp, path, oldID := t.fp, t.path, t.id
+	m := meta{path: path, fp: fp, seen: t.seen}
+	if t.stream != path {
+		m.stream = t.stream
+	}
 	t.mu.Unlock()
-	if size >= t.fr.off {
-		return false, nil
+	if t.b != nil && t.b.Len() > 0 {
+		if err := t.appendBatch(ctx); err != nil && !errors.Is(err, errRewind) {
+			return err
+		}
 	}
-	t.s.cnt.truncations.Add(1)
-	t.s.log.Warn().Str("path", t.currentPath()).Uint64("offset", t.fr.off).Uint64("size", size).
-		Msg("file: truncated; reading it again from the start")
-	emit := t.emitter(ctx)
-	err = t.fr.flush(emit)
-	if err == nil && t.b != nil && t.b.Len() > 0 {
-		err = t.appendBatch(ctx)
+	off := t.fr.off
+	var claimed []copyPos
+	var recovered uint64
+	copyFound := false
+	if fp.n > 0 && off > 0 && t.ringEnd == off {
+		tail := t.ring
+		mark := t.markFor(off)
+		for _, c := range t.s.findCopies(filepath.Dir(path), t.key, fp, off, mark, off, tail) {
+			r, ok := t.s.reserveCopy(c, m)
+			if !ok {
+				continue
+			}
+			claimed = append(claimed, r)
+			if c.read {
+				copyFound = true
+				n, err := t.readCopy(ctx, c)
+				recovered += n
+				if err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					t.s.log.Warn().Err(err).Str("copy", c.path).Msg("file: reading the rotated copy failed")
+				}
+			}
+		}
 	}
-	t.releaseBuilder()
-	t.flushCounters()
-	if err != nil && !errors.Is(err, errRewind) {
-		return false, err
-	}
-	if !t.settle(ctx) {
-		return false, ctx.Err()
-	}
-	newID := formatID(t.key, t.s.nextGen())
-	t.mu.Lock()
-	oldID := t.id
-	if t.failed {
-		t.s.log.Warn().Err(t.failErr).Str("id", oldID).Msg("file: lines before a truncation could not be captured")
-	}
-	t.id, t.acked, t.ackIdx = newID, 0, 0
-	t.fp = fingerprint{}
-	t.metaEnc = meta{path: t.path, fp: t.fp}.encode()
-	t.failed, t.failErr = false, nil
-	metaEnc := t.metaEnc
-	t.mu.Unlock()
-	t.s.cp.SetPosition(newID, 0, 0, metaEnc)
-	t.s.cp.DeletePosition(oldID)
-	t.hdr += len(newID) - len(oldID)
-	t.fr.reset(0)
-	t.startOff, t.startMid, t.rewindAt, t.fpDone = 0, false, 0, false
-	t.readOff.Store(0)
-	return true, nil
-}
-
-// finish ends a file that left its path and stopped growing: the held-back
-// incomplete line is emitted with FlagPartial, the last payload appended and
-// acknowledged. ok is false when an append failed (the loop rewinds) or ctx
-// ended.
-func (t *tailer) finish(ctx context.Context) (hb *resumeEntry, ok bool) {
 	t.ts = time.Now().UnixNano()
 	err := t.fr.flush(t.emitter(ctx))
 	if err == nil && t.b != nil && t.b.Len() > 0 {
@@ -597,11 +835,74 @@ func (t *tailer) finish(ctx context.Context) (hb *resumeEntry, ok bool) {
 	}
 	t.releaseBuilder()
 	t.flushCounters()
-	if err != nil || !t.settle(ctx) || t.hasFailed() {
-		return nil, false
+	if err != nil && !errors.Is(err, errRewind) {
+		return err
 	}
-	t.s.log.Info().Str("path", t.currentPath()).Msg("file: drained and closed")
-	return t.handBack(), true
+	if !t.settle(ctx) {
+		return ctx.Err()
+	}
+	if copyFound {
+		t.s.cnt.rotCopytruncate.Add(1)
+		t.s.cnt.bytesRecovered.Add(recovered)
+		t.s.log.Info().Str("path", path).Uint64("offset", off).Uint64("recovered", recovered).
+			Msg("file: copytruncate; read the rest from the rotated copy")
+	} else {
+		t.s.cnt.truncations.Add(1)
+		t.s.log.Warn().Str("path", path).Uint64("offset", off).Stringer("change", why).
+			Msg("file: truncated; reading it again from the start")
+	}
+	for _, c := range claimed {
+		t.s.cp.SetPosition(c.id, c.offset, 0, c.meta)
+	}
+	// The new generation's id is minted with its first bytes (see mintID).
+	t.mu.Lock()
+	if t.failed {
+		t.s.log.Warn().Err(t.failErr).Str("id", oldID).Msg("file: lines before a truncation could not be captured")
+	}
+	t.id, t.acked, t.ackIdx, t.ackMark = "", 0, 0, fingerprint{}
+	t.fp = fingerprint{}
+	t.failed, t.failErr = false, nil
+	t.mu.Unlock()
+	t.s.deletePosition(oldID)
+	t.hdr -= len(oldID)
+	t.fr.reset(0)
+	t.startOff, t.startMid, t.rewindAt, t.fpDone, t.lastSize = 0, false, 0, false, 0
+	t.ring, t.ringEnd = t.ring[:0], 0
+	t.readOff.Store(0)
+	return nil
+}
+
+// readCopy reads a rotated copy from the read position to its end.
+func (t *tailer) readCopy(ctx context.Context, c copyMatch) (uint64, error) {
+	f, err := os.Open(c.path)
+	if err != nil {
+		return 0, fmt.Errorf("file: open copy: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return 0, fmt.Errorf("file: stat copy: %w", err)
+	} else if k, ok := keyOf(fi); !ok || k != c.key {
+		return 0, errors.New("file: copy replaced before it was read")
+	}
+	return t.readFrom(ctx, f)
+}
+
+// mintID gives the file's generation its id, once its first bytes are
+// read: the id carries the fingerprint of its head as far as it exists.
+func (t *tailer) mintID() {
+	fp, err := computeFingerprint(t.f, t.s.cfg.FingerprintBytes)
+	if err != nil {
+		fp = fingerprint{}
+	}
+	id := formatID(t.key, t.s.nextGen(), fp)
+	t.mu.Lock()
+	t.id = id
+	if fp.n > t.fp.n {
+		t.fp = fp
+	}
+	t.mu.Unlock()
+	t.fpDone = int(t.fp.n) >= t.s.cfg.FingerprintBytes
+	t.hdr += len(id)
 }
 
 // refreshFingerprint takes the head fingerprint at open and extends it while
@@ -617,7 +918,6 @@ func (t *tailer) refreshFingerprint() {
 	}
 	t.mu.Lock()
 	t.fp = fp
-	t.metaEnc = meta{path: t.path, fp: fp}.encode()
 	t.mu.Unlock()
 	t.fpDone = int(fp.n) >= t.s.cfg.FingerprintBytes
 }

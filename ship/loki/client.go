@@ -31,6 +31,7 @@ const (
 	maxBodyLine = 1024
 	// maxDrain bounds how much of a response is read so the connection can
 	// be reused; a longer body costs one connection, not unbounded reading.
+	// It is also the most of an error body kept in Result.Text.
 	maxDrain = 64 << 10
 	// maxRetryAfter bounds a parsed Retry-After so arithmetic cannot overflow.
 	maxRetryAfter = 24 * time.Hour
@@ -285,6 +286,11 @@ type Result struct {
 	Class      Class
 	RetryAfter time.Duration // from Retry-After, 0 if absent
 	Body       string        // first line of the response body, ≤1024 bytes
+	// Text is the response body of a non-2xx answer, at most 64 KiB, for
+	// parsing which entries Loki rejected (ParseRejections). TextTruncated
+	// says the body was longer.
+	Text          string
+	TextTruncated bool
 }
 
 // StatusError is Result.Err for a non-2xx response.
@@ -323,13 +329,16 @@ func (c *Client) Push(ctx context.Context, body []byte) Result {
 		}
 		return Result{Class: Retry, Err: fmt.Errorf("loki: push to %s: %w", c.redacted, err)}
 	}
-	line := readFirstLine(resp)
-	_ = resp.Body.Close()
-
-	res := Result{Status: resp.StatusCode, Body: line, Class: Classify(resp.StatusCode)}
+	res := Result{Status: resp.StatusCode, Class: Classify(resp.StatusCode)}
 	if res.Class == Ack {
+		res.Body = readFirstLine(resp)
+		_ = resp.Body.Close()
 		return res
 	}
+	res.Text, res.TextTruncated = readText(resp)
+	_ = resp.Body.Close()
+	line := firstLine([]byte(res.Text))
+	res.Body = line
 	res.Err = &StatusError{Status: resp.StatusCode, StatusText: statusText(resp), Body: line}
 	if res.Class == Retry {
 		res.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), c.now())
@@ -365,11 +374,35 @@ func readFirstLine(resp *http.Response) string {
 	buf := make([]byte, maxBodyLine)
 	n, _ := io.ReadFull(resp.Body, buf)
 	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain)
-	b := buf[:n]
+	return firstLine(buf[:n])
+}
+
+// readText reads up to maxDrain bytes of resp's body as valid UTF-8 and
+// reports whether more followed (the rest is not read: the connection is
+// then not reused, which is rare and cheap).
+func readText(resp *http.Response) (string, bool) {
+	if resp.ContentLength == 0 {
+		return "", false
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxDrain+1))
+	truncated := len(b) > maxDrain
+	if truncated {
+		b = trimPartialRune(b[:maxDrain])
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD"), truncated
+}
+
+// firstLine returns the first line of b, at most maxBodyLine bytes, trimmed
+// and valid UTF-8.
+func firstLine(b []byte) string {
+	if len(b) >= maxBodyLine {
+		b = b[:maxBodyLine]
+		if bytes.IndexByte(b, '\n') < 0 {
+			b = trimPartialRune(b)
+		}
+	}
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		b = b[:i]
-	} else if n == maxBodyLine {
-		b = trimPartialRune(b)
 	}
 	return strings.ToValidUTF8(strings.TrimSpace(string(b)), "\uFFFD")
 }
