@@ -17,7 +17,7 @@ SOAK_DURATION ?= 10m
 
 export PATH := $(PATH):/usr/sbin:/sbin:$(GOPATH)/bin
 
-.PHONY: all build run test test-short vet deps bench bench-quick fuzz fuzz-quick soak soak-quick docker clean
+.PHONY: all build run test test-short test-rotate test-outage test-chaos vet deps bench bench-quick fuzz fuzz-quick docker clean
 
 all: build
 
@@ -34,8 +34,25 @@ vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# CI-length versions of the long end-to-end runs; the full ones have their own targets.
+E2E_ROTATE_SECONDS ?= 15
+E2E_OUTAGE_SECONDS ?= 20
+
 test: deps vet
-	$(GO) test -race -count=1 -timeout 20m ./...
+	E2E_ROTATE_SECONDS=$(E2E_ROTATE_SECONDS) E2E_OUTAGE_SECONDS=$(E2E_OUTAGE_SECONDS) \
+	  $(GO) test -race -count=1 -timeout 25m ./...
+
+# Long runs (duration in seconds as a parameter).
+ROTATE_SECONDS ?= 60
+OUTAGE_SECONDS ?= 600
+test-rotate: deps
+	E2E_ROTATE_SECONDS=$(ROTATE_SECONDS) $(GO) test -count=1 -timeout 60m -v -run TestRotateLogrotate ./e2e/
+
+test-outage: deps
+	E2E_OUTAGE_SECONDS=$(OUTAGE_SECONDS) $(GO) test -count=1 -timeout 90m -v -run TestShipOutage ./e2e/
+
+test-chaos: deps
+	$(GO) test -count=1 -timeout 30m -v -run 'TestCrashAndOutage|TestRestartNoDuplicates' ./e2e/
 
 test-short: vet
 	$(GO) test -race -short -count=1 ./...

@@ -203,6 +203,10 @@ func (s *Server) start() error {
 		"-storageDataPath=" + s.dataDir,
 		"-httpListenAddr=" + s.Addr(),
 		"-loggerLevel=WARN",
+		// Tests read back every row (a million or more) in one query; on a
+		// busy CI box that outlasts the 30s default and the response is cut
+		// off mid-row.
+		"-search.maxQueryDuration=10m",
 	}, s.args...)
 	fmt.Fprintf(f, "=== %s %v\n", s.bin, args)
 	cmd := exec.Command(s.bin, args...)
