@@ -13,7 +13,6 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 VL_VERSION := v1.52.1
 FUZZTIME  ?= 20s
-SOAK_DURATION ?= 10m
 
 export PATH := $(PATH):/usr/sbin:/sbin:$(GOPATH)/bin
 
