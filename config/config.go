@@ -278,7 +278,7 @@ func Default() *Config {
 				MaxFiles: 5,
 			},
 		},
-		Dedup: DedupConfig{Window: 10 * time.Minute, MaxKeys: 1_000_000, FlushInterval: time.Second},
+		Dedup: DedupConfig{Window: 10 * time.Minute, MaxKeys: 250_000, FlushInterval: time.Second},
 		DLQ:   DLQConfig{Retention: 168 * time.Hour, MaxBytes: 1 * GiB},
 	}
 	c.Sinks.File.Enabled = true

@@ -330,11 +330,7 @@ func (s *Shipper) shard(ctx, sendCtx context.Context, q <-chan *Batch) {
 
 // complete releases b's WAL entries and moves the cursor when it can.
 func (s *Shipper) complete(b *Batch) {
-	next, moved := s.tr.release(b.idx...)
-	if moved {
-		s.cursor.Set(next)
-		s.store.SetCursor(s.name, next)
-	}
+	s.moveCursor(s.tr.release(b.idx...))
 	s.m.lag.Set(float64(s.lagEntries()))
 }
 
@@ -346,6 +342,7 @@ func (s *Shipper) lagEntries() uint64 {
 	return 0
 }
 
+// moveCursor publishes the tracker's cursor to the WAL and the store.
 func (s *Shipper) moveCursor(next uint64, moved bool) {
 	if moved {
 		s.cursor.Set(next)

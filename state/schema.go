@@ -31,7 +31,7 @@ const (
 	bucketDLQLetters = "letters"
 	// bucketDLQRequests (in dlq): reprocess request id -> encoded DLQRequest.
 	bucketDLQRequests = "requests"
-	// bucketDedup is reserved for dedup-window checkpoints; created, not used yet.
+	// bucketDedup holds, per sink, the recently acknowledged dedup keys (ship.DedupStore).
 	bucketDedup = "dedup"
 )
 

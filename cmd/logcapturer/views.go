@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/logcapturer/log_capturer_go/api"
+	"github.com/logcapturer/log_capturer_go/ship"
 )
 
 // The views adapt the agent's components to the api package's interfaces.
@@ -21,7 +22,11 @@ func (v healthView) Health() api.Health {
 	for _, sh := range v.a.shippers {
 		st := sh.Status()
 		h := api.ComponentHealth{Status: api.StatusOK}
-		if st.ConsecutiveErrors > 0 {
+		switch {
+		case st.Circuit != "" && st.Circuit != ship.CircuitClosed.String():
+			h = api.ComponentHealth{Status: api.StatusDegraded,
+				Message: fmt.Sprintf("circuit %s after %d consecutive send errors, lag %d entries: %s", st.Circuit, st.ConsecutiveErrors, st.LagEntries, st.LastError)}
+		case st.ConsecutiveErrors > 0:
 			h = api.ComponentHealth{Status: api.StatusDegraded,
 				Message: fmt.Sprintf("%d consecutive send errors, lag %d entries: %s", st.ConsecutiveErrors, st.LagEntries, st.LastError)}
 		}
