@@ -15,6 +15,8 @@
 // reading (backpressure, not loss). Sources never hold a lock that a done
 // callback needs while they call Append.
 //
-// Lines are stored as read: invalid UTF-8 and control bytes reach the WAL
-// unchanged, and sinks that need valid text escape it when they ship.
+// Invalid UTF-8 is handled by the source's policy (files_config.invalid_utf8:
+// escape, the default, writes a reversible \xNN; replace writes U+FFFD; keep
+// stores the bytes as read) and the record is flagged and counted; control
+// bytes reach the WAL unchanged.
 package ingest

@@ -32,7 +32,10 @@
 // FingerprintBytes bytes and regrown past that position is not told apart (a
 // crash within a second of the file's first bytes is needed too). A position
 // whose checkpoint is older than the WAL tail keeps its meta: the mark names
-// its own offset. Generations superseded by a newer one of the same inode
+// its own offset. Positions loaded at start are persisted again (with a
+// fresh mark) when their file is matched: a position that came from the WAL
+// tail would otherwise fall back to the older checkpoint once the WAL is no
+// longer replayed from that far. Generations superseded by a newer one of the same inode
 // are not just forgotten at start: their rotated copies are looked for (a
 // copytruncate handled just before a crash leaves a copy whose claim was not
 // checkpointed yet), read where they hold unread bytes, and known either
@@ -45,11 +48,15 @@
 // position is forgotten, the copy looked for, and the file is treated as
 // never seen.
 //
-// Files with identical heads are told apart by the mark: a file is taken for
-// a copy of another (and not read on its own) only while it holds the same
-// head and the same bytes before the other's mark (or, shorter, the same bytes
-// before its own end as the other has there). A file holding nothing but a
-// common header waits until it has bytes of its own, then is read whole.
+// Files with identical heads are told apart by the mark: a new file in the
+// directory of a known one is taken for its copy (and not read on its own)
+// only while it holds the same head and the same bytes before the other's
+// mark (or, shorter, the same bytes before its own end as the other has
+// there, or, shorter than a head, the same beginning); an empty new file
+// waits too (a copy about to be written). Such a file is claimed by its
+// original when the truncation is seen; a file holding nothing but a common
+// header, or nothing yet, waits until it has bytes of its own (a scan, or a
+// write event, looks again), then is read whole.
 //
 // # Positions
 //

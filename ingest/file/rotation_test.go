@@ -794,3 +794,53 @@ func TestRotatedInodeReusedWhileStopped(t *testing.T) {
 	waitFor(t, "more scans", func() bool { return e.r.src.Stats().Scans >= scans+3 })
 	checkSeqExactlyOnce(t, all(), e.next, e.p)
 }
+
+// A position recovered from the WAL tail (past the last checkpoint) is
+// persisted again at start: after a second crash, when the WAL no longer
+// reaches back that far, it is not lost to the older checkpoint (which would
+// read the file again from there).
+func TestRestoredPositionPersisted(t *testing.T) {
+	for _, rotated := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rotated=%v", rotated), func(t *testing.T) {
+			dir := t.TempDir()
+			e := &rotEnv{t: t, dir: dir, p: filepath.Join(dir, "app.log")}
+			cfg := testConfig(e.p)
+			st1 := newTestState()
+			w1 := newTestWAL(t)
+			e.create(e.p)
+			e.write(e.p, 10)
+			e.r = startSource(t, cfg, w1, st1, nil)
+			ackedAt(t, e.r, e.p, fileSize(t, e.p))
+			checkpoint := st1.saved()
+			e.write(e.p, 10) // in the WAL only, at the crash
+			ackedAt(t, e.r, e.p, fileSize(t, e.p))
+			e.r.stop(t)
+			if rotated {
+				e.rename(e.p, e.p+".1")
+				e.create(e.p)
+			}
+
+			// Run 2 starts from the crash view; its state starts from the
+			// checkpoint (what was on disk).
+			st2 := newTestState()
+			for _, sp := range checkpoint {
+				st2.SetPosition(sp.ID, sp.Offset, sp.WALIndex, sp.Meta)
+			}
+			w2 := newTestWAL(t)
+			e.r = startSource(t, cfg, w2, st2, crashView(checkpoint, w1.records()))
+			scans := e.r.src.Stats().Scans
+			waitFor(t, "scans", func() bool { return e.r.src.Stats().Scans >= scans+3 })
+			e.r.stop(t)
+
+			// Run 3: the WAL tail is gone; only what run 2 persisted counts.
+			w3 := newTestWAL(t)
+			e.r = startSource(t, cfg, w3, st2, st2.saved())
+			scans = e.r.src.Stats().Scans
+			waitFor(t, "scans", func() bool { return e.r.src.Stats().Scans >= scans+3 })
+			time.Sleep(cfg.RotateWait)
+			if n := len(w2.records()) + len(w3.records()); n != 0 {
+				t.Fatalf("%d lines read again after the restarts", n)
+			}
+		})
+	}
+}

@@ -83,6 +83,11 @@ type resumeEntry struct {
 	closedMtime int64
 	rotated     bool // not at a matched path: a rotated file kept for late writes
 	missed      int  // scans in a row that did not find it
+	// restored: loaded at start and not persisted since. Its offset may come
+	// from the WAL tail, past the checkpoint, and the WAL is not replayed
+	// from that far back again once the positions checkpoint moves on: it
+	// is persisted again, with a fresh meta, when its file is matched.
+	restored bool
 }
 
 // liveFile reports whether the entry is of its stream's live file (not a
@@ -225,7 +230,7 @@ func (s *Source) loadSaved(saved []ingest.SavedPosition) {
 		if gen > s.lastGen.Load() {
 			s.lastGen.Store(gen)
 		}
-		r := &resumeEntry{key: k, id: sp.ID, gen: gen, offset: sp.Offset, fromSaved: true, closedSize: -1, closedMtime: -1}
+		r := &resumeEntry{key: k, id: sp.ID, gen: gen, offset: sp.Offset, fromSaved: true, restored: true, closedSize: -1, closedMtime: -1}
 		if len(sp.Meta) > 0 {
 			m, err := decodeMeta(sp.Meta)
 			if err != nil {
@@ -625,10 +630,11 @@ func (s *Source) matchSaved(r *resumeEntry, d discovered, first bool, live map[s
 		if k, ok := keyOf(fi); err == nil && ok && k == r.key {
 			v = s.classify(f, uint64(fi.Size()), r)
 		}
-		_ = f.Close()
 		if v == identSame && !r.liveFile() && uint64(d.size) == r.offset {
 			// A rotated file read to its end before the stop: nothing to
 			// open until it grows.
+			s.persistRestored(r, f)
+			_ = f.Close()
 			s.mu.Lock()
 			if s.resume[r.key] == r {
 				r.moveTo(d.path)
@@ -638,6 +644,7 @@ func (s *Source) matchSaved(r *resumeEntry, d discovered, first bool, live map[s
 			s.mu.Unlock()
 			return trs
 		}
+		_ = f.Close()
 		if v != identSame {
 			if !r.liveFile() {
 				// Another file in this inode: forgotten (see decideStart).
@@ -752,8 +759,41 @@ func (s *Source) followGone(r *resumeEntry, dirCache map[string][]os.DirEntry, d
 	default:
 		r.closedSize, r.closedMtime = size, mtime
 	}
+	restored := r.restored && s.queued[r.key] == nil
 	s.mu.Unlock()
+	if restored {
+		if f, err := os.Open(path); err == nil {
+			if fi, err := f.Stat(); err == nil {
+				if k, ok := keyOf(fi); ok && k == r.key && s.classify(f, uint64(fi.Size()), r) == identSame {
+					s.persistRestored(r, f)
+				}
+			}
+			_ = f.Close()
+		}
+	}
 	return trs
+}
+
+// persistRestored persists a position loaded at start again, with a fresh
+// meta (mark at its offset), once its file was found to match it.
+func (s *Source) persistRestored(r *resumeEntry, f *os.File) {
+	s.mu.Lock()
+	if !r.restored || r.id == "" {
+		s.mu.Unlock()
+		return
+	}
+	r.restored = false
+	id, off, m := r.id, r.offset, r.meta
+	s.mu.Unlock()
+	mk, ok, err := markAt(f, off)
+	if err != nil || !ok {
+		return
+	}
+	m.mark, m.markOff = mk, off
+	s.mu.Lock()
+	r.meta.mark, r.meta.markOff = mk, off
+	s.mu.Unlock()
+	s.cp.SetPosition(id, off, 0, m.encode())
 }
 
 // findByKey looks for the file key: at path, else anywhere in path's

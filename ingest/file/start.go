@@ -150,6 +150,7 @@ func (s *Source) decideStart(f *os.File, size uint64, path string, it *startItem
 		}
 		v := s.classify(f, size, r)
 		if v == identSame {
+			s.persistRestored(r, f)
 			return startPoint{id: r.id, offset: r.offset, fp: r.meta.fp, mark: r.meta.mark, midLine: r.midLine,
 				stream: stream, seen: r.meta.seen}, true, nil
 		}
