@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -29,29 +28,7 @@ type rotatingLoad struct {
 
 // start runs the writers until every line is written or ctx ends.
 func (w rotatingLoad) start(ctx context.Context) *writers {
-	ws := &writers{done: make(chan struct{})}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for f := range w.Files {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := w.writeFile(ctx, f, ws); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("writer %d: %w", f, err))
-				mu.Unlock()
-			}
-		}()
-	}
-	go func() {
-		wg.Wait()
-		ws.err = errors.Join(errs...)
-		close(ws.done)
-	}()
-	return ws
+	return startWriters(ctx, w.Files, w.writeFile)
 }
 
 // writeFile is writeLoad.writeFile with a reopen between lines when the

@@ -114,17 +114,23 @@ func (w writeLoad) create() error {
 
 // start runs the writers until every line is written or ctx ends.
 func (w writeLoad) start(ctx context.Context) *writers {
+	return startWriters(ctx, w.Files, w.writeFile)
+}
+
+// startWriters runs writeFile for files 0..n-1, one goroutine each, and
+// reports their joined errors through the returned writers.
+func startWriters(ctx context.Context, n int, writeFile func(ctx context.Context, f int, ws *writers) error) *writers {
 	ws := &writers{done: make(chan struct{})}
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	for f := range w.Files {
+	for f := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := w.writeFile(ctx, f, ws); err != nil {
+			if err := writeFile(ctx, f, ws); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("writer %d: %w", f, err))
 				mu.Unlock()
