@@ -23,6 +23,10 @@ type Config struct {
 	Dedup      DedupConfig      `yaml:"dedup"`
 	DLQ        DLQConfig        `yaml:"dlq"`
 
+	// FilePipeline is the file-routing file (Origin.FileConfigFile), not a
+	// key of the main file.
+	FilePipeline FilePipeline `yaml:"-"`
+
 	// Origin records where the configuration came from. It is not a key.
 	Origin Origin `yaml:"-"`
 }
@@ -133,6 +137,24 @@ type LokiConfig struct {
 	MaxElapsed time.Duration    `yaml:"max_elapsed"`
 	Circuit    CircuitConfig    `yaml:"circuit"`
 	Limits     LokiLimitsConfig `yaml:"limits"`
+	Verify     VerifyConfig     `yaml:"verify"`
+}
+
+// VerifyConfig configures the recovery probe: after a crash, the receiver
+// is asked which of the lines possibly in flight it already stores, and
+// those are not sent again (needs dedup). The push's tenant, auth and TLS
+// settings apply.
+type VerifyConfig struct {
+	// Kind is the receiver's query API: off, loki or victorialogs.
+	Kind string `yaml:"kind"`
+	// URL is the base URL of the query API; empty derives it from
+	// sinks.loki.url by cutting the push path off.
+	URL string `yaml:"url"`
+	// Delay is the wait before querying: receivers make fresh rows
+	// searchable after a moment.
+	Delay time.Duration `yaml:"delay"`
+	// Timeout bounds the whole probe; past it the rest is sent again.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // CircuitConfig configures the Loki sink's circuit breaker.
@@ -262,6 +284,7 @@ func Default() *Config {
 				MaxBackoff:      5 * time.Minute,
 				Labels:          map[string]string{},
 				Circuit:         CircuitConfig{Failures: 5, Cooldown: 10 * time.Second},
+				Verify:          VerifyConfig{Kind: "off", Delay: time.Second, Timeout: 30 * time.Second},
 				Limits: LokiLimitsConfig{
 					MaxLineBytes:                 256 * KiB,
 					MaxLabelNames:                15,
@@ -301,5 +324,6 @@ func (c *Config) Clone() *Config {
 	n.Sinks.Loki.Labels = maps.Clone(c.Sinks.Loki.Labels)
 	n.Origin.PipelinesYAML = slices.Clone(c.Origin.PipelinesYAML)
 	n.Origin.FileConfigYAML = slices.Clone(c.Origin.FileConfigYAML)
+	n.FilePipeline = c.FilePipeline.clone()
 	return &n
 }

@@ -19,8 +19,12 @@
 //     enabled"; sinks.file.path to <data_dir>/sink/logs.jsonl.
 //   - Relative paths (data_dir, sinks.file.path, the *_file keys) are
 //     relative to the working directory, not to the config file.
-//   - The pipelines and file-routing files are only checked to be one valid
-//     YAML document each; their schemas arrive with the pipelines work.
+//   - The pipelines file is only checked to be one valid YAML document; its
+//     schema arrives with the pipelines work. The file-routing file
+//     ($SSW_FILE_CONFIG, else file_pipeline.yml next to the main file, else
+//     the embedded one) is parsed as strictly into Config.FilePipeline
+//     (routes: name, match, labels, multiline) and validated at load, every
+//     error naming that file, the key and the line.
 //
 // Validate does no I/O. Load also reads the file-backed secrets of an enabled
 // Loki sink (password_file, bearer_token_file) and checks its CA file.

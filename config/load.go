@@ -89,6 +89,9 @@ func Load(opts LoadOptions) (*Config, error) {
 	cfg.Origin.FileConfigFile, cfg.Origin.FileConfigYAML, err = auxFile("file config",
 		firstNonEmpty(opts.FileConfigFile, getenv(EnvFileConfigFile)), cfgPath, configs.FilePipelineName, configs.FilePipelineYAML)
 	errs = append(errs, err)
+	if err == nil {
+		errs = append(errs, cfg.loadFilePipeline()...)
+	}
 
 	if err := cfg.Validate(); err != nil {
 		for _, e := range unjoin(err) {
@@ -227,9 +230,10 @@ func derive(k *koanf.Koanf, cfg *Config) {
 	}
 }
 
-// auxFile picks and checks one of the side files (pipelines, file routing).
-// Their schemas are not defined yet: the file must be one valid YAML document
-// and its bytes are kept. The returned path is empty for the embedded copy.
+// auxFile picks and checks one of the side files (pipelines, file routing):
+// the file must be one valid YAML document and its bytes are kept (the
+// file-routing schema is then applied by loadFilePipeline). The returned
+// path is empty for the embedded copy.
 func auxFile(what, explicit, cfgPath, name string, embedded func() []byte) (string, []byte, error) {
 	path := explicit
 	if path == "" && cfgPath != "" {

@@ -408,7 +408,7 @@ func TestSideFiles(t *testing.T) {
 		dir := t.TempDir()
 		cfg := writeFile(t, dir, "config.yaml", "")
 		pl := writeFile(t, dir, configs.PipelinesName, "stages: []\n")
-		fp := writeFile(t, dir, configs.FilePipelineName, "routes: {}\n")
+		fp := writeFile(t, dir, configs.FilePipelineName, "routes: []\n")
 		c, err := Load(LoadOptions{ConfigFile: cfg, Env: envMap()})
 		if err != nil {
 			t.Fatal(err)
@@ -426,7 +426,7 @@ func TestSideFiles(t *testing.T) {
 	t.Run("env names them", func(t *testing.T) {
 		dir := t.TempDir()
 		pl := writeFile(t, dir, "p.yaml", "a: 1\n")
-		fp := writeFile(t, dir, "f.yml", "b: 2\n")
+		fp := writeFile(t, dir, "f.yml", "routes: []\n")
 		c := mustLoadYAML(t, "", EnvPipelinesFile, pl, EnvFileConfigFile, fp)
 		if c.Origin.PipelinesFile != pl || c.Origin.FileConfigFile != fp {
 			t.Fatalf("origin = %+v", c.Origin)

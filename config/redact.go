@@ -57,7 +57,11 @@ func redactURL(s string) string {
 // durations and sizes as strings ("10ms", "8MiB"). It includes secrets as
 // they are: serve Redacted().Map(), never Map() of the live config.
 func (c *Config) Map() map[string]any {
-	return displayMap(reflect.ValueOf(*c))
+	m := displayMap(reflect.ValueOf(*c))
+	// The file-routing file is loaded apart (yaml:"-") but is part of
+	// what the agent runs with.
+	m["file_pipeline"] = displayMap(reflect.ValueOf(c.FilePipeline))
+	return m
 }
 
 func displayMap(v reflect.Value) map[string]any {
@@ -76,6 +80,12 @@ func displayMap(v reflect.Value) map[string]any {
 			out[key] = ByteSize(fv.Int()).String()
 		case fv.Kind() == reflect.Struct:
 			out[key] = displayMap(fv)
+		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct:
+			s := make([]map[string]any, 0, fv.Len())
+			for j := range fv.Len() {
+				s = append(s, displayMap(fv.Index(j)))
+			}
+			out[key] = s
 		case fv.Kind() == reflect.Slice:
 			s := make([]string, 0, fv.Len())
 			for j := range fv.Len() {

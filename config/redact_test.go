@@ -135,3 +135,22 @@ func TestSummary(t *testing.T) {
 		t.Errorf("summary must be one line without secrets: %s", s)
 	}
 }
+
+func TestMapShowsFileRoutes(t *testing.T) {
+	c := Default()
+	c.FilePipeline.Routes = []FileRoute{{
+		Name:      "mysql-slow",
+		Match:     []string{"/var/log/mysql/*slow*.log"},
+		Labels:    map[string]string{"job": "mysql"},
+		Multiline: MultilineConfig{Preset: "mysql_slow"},
+	}}
+	b, err := json.Marshal(c.Redacted())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"file_pipeline":{"routes":[{`, `"name":"mysql-slow"`, `"preset":"mysql_slow"`, `"match":["/var/log/mysql/*slow*.log"]`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/config output lacks %s:\n%s", want, b)
+		}
+	}
+}

@@ -60,6 +60,9 @@ func (c *Config) Validate() error {
 	}
 	p.intRange("dedup.max_keys", c.Dedup.MaxKeys, 0, MaxDedupKeys)
 	p.durationRange("dedup.flush_interval", c.Dedup.FlushInterval, 10*time.Millisecond, time.Minute)
+	if v := c.Sinks.Loki.Verify; c.Sinks.Loki.Enabled && v.Kind != "off" && v.Kind != "" && (c.Dedup.Window <= 0 || c.Dedup.MaxKeys <= 0) {
+		p.add("sinks.loki.verify.kind %q needs dedup on (dedup.window and dedup.max_keys > 0): the lines it finds are dropped through the dedup window", v.Kind)
+	}
 	if c.DLQ.Retention <= 0 {
 		p.add("dlq.retention must be > 0, got %s", c.DLQ.Retention)
 	}
@@ -185,6 +188,7 @@ func (l *LokiConfig) validate(p *problems) {
 	if l.Circuit.Failures > 0 {
 		p.durationRange("sinks.loki.circuit.cooldown", l.Circuit.Cooldown, time.Millisecond, time.Hour)
 	}
+	l.Verify.validate(p, l.URL, l.TenantID)
 	lim := l.Limits
 	if lim.MaxLineBytes < 0 || lim.MaxStructuredMetadataBytes < 0 {
 		p.add("sinks.loki.limits: byte sizes must be >= 0 (0 turns a check off)")
@@ -195,6 +199,53 @@ func (l *LokiConfig) validate(p *problems) {
 	p.intRange("sinks.loki.limits.max_structured_metadata_entries", lim.MaxStructuredMetadataEntries, 0, 1<<20)
 	if lim.RejectOldSamplesMaxAge < 0 || lim.CreationGracePeriod < 0 {
 		p.add("sinks.loki.limits: reject_old_samples_max_age and creation_grace_period must be >= 0 (0 turns a check off)")
+	}
+}
+
+// Push paths the verify URL is derived from (see ship/loki.QueryBaseURL).
+const (
+	lokiPushPath = "/loki/api/v1/push"
+	vlPushPath   = "/insert/loki/api/v1/push"
+)
+
+func (v *VerifyConfig) validate(p *problems, pushURL, tenant string) {
+	p.oneOf("sinks.loki.verify.kind", v.Kind, "off", "loki", "victorialogs")
+	if v.Kind != "loki" && v.Kind != "victorialogs" {
+		return
+	}
+	switch {
+	case v.URL != "":
+		if err := checkHTTPURL(v.URL); err != nil {
+			p.add("sinks.loki.verify.url: %v", err)
+		} else if u, _ := url.Parse(v.URL); u.User != nil {
+			p.add("sinks.loki.verify.url must not carry credentials: the push's basic_auth or bearer_token is used")
+		}
+	case pushURL != "":
+		u, err := url.Parse(pushURL)
+		if err != nil {
+			break // sinks.loki.url reports it
+		}
+		path := strings.TrimSuffix(u.Path, "/")
+		want := lokiPushPath
+		if v.Kind == "victorialogs" {
+			want = vlPushPath
+		}
+		if !strings.HasSuffix(path, want) && (v.Kind == "victorialogs" || path != "") {
+			p.add("sinks.loki.verify.url must be set: it cannot be derived from sinks.loki.url, whose path does not end in %s", want)
+		}
+	}
+	if v.Kind == "victorialogs" && tenant != "" {
+		a, b, _ := strings.Cut(tenant, ":")
+		if _, err := strconv.ParseUint(a, 10, 32); err != nil {
+			p.add("sinks.loki.tenant_id %q: VictoriaLogs needs a number or number:number (AccountID:ProjectID)", tenant)
+		} else if _, err := strconv.ParseUint(b, 10, 32); b != "" && err != nil {
+			p.add("sinks.loki.tenant_id %q: VictoriaLogs needs a number or number:number (AccountID:ProjectID)", tenant)
+		}
+	}
+	okDelay := p.durationRange("sinks.loki.verify.delay", v.Delay, 0, time.Minute)
+	okTimeout := p.durationRange("sinks.loki.verify.timeout", v.Timeout, time.Second, 10*time.Minute)
+	if okDelay && okTimeout && v.Delay >= v.Timeout {
+		p.add("sinks.loki.verify.timeout (%s) must exceed sinks.loki.verify.delay (%s): it bounds the whole probe", v.Timeout, v.Delay)
 	}
 }
 

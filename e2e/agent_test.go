@@ -48,6 +48,9 @@ type agentConfig struct {
 	Concurrency     int
 	MinBackoff      time.Duration
 	MaxBackoff      time.Duration
+	// Verify is sinks.loki.verify.kind: the recovery probe after a crash
+	// ("" leaves the default, off).
+	Verify string
 }
 
 // baseConfig is the configuration both tests start from: fast polling,
@@ -77,6 +80,14 @@ func baseConfig(t *testing.T, root, include, lokiURL string) agentConfig {
 // yaml renders the configuration. Strings are Go-quoted, which is valid
 // YAML for the ASCII paths and URLs used here.
 func (c agentConfig) yaml() string {
+	y := c.baseYAML()
+	if c.Verify != "" {
+		y = strings.Replace(y, "  file:\n    enabled: false\n", fmt.Sprintf("    verify:\n      kind: %s\n  file:\n    enabled: false\n", c.Verify), 1)
+	}
+	return y
+}
+
+func (c agentConfig) baseYAML() string {
 	return fmt.Sprintf(`data_dir: %q
 log:
   level: info

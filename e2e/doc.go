@@ -5,7 +5,9 @@
 //
 // Contract:
 //
-//   - The tests run only without -short: they take a minute or more and need
+//   - The tests run only without -short: they take from ten seconds to a few
+//     minutes. TestMariaDBSlowLogMultiline also needs MariaDB
+//     (internal/testutil/mariadb; `make deps` installs it). All need
 //     victoria-logs (internal/testutil/victorialogs finds it, or skips; with
 //     $CI set a missing binary fails the run).
 //   - Every process a test starts is killed by t.Cleanup, even when the test

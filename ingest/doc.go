@@ -6,7 +6,8 @@
 // advance its persisted position, through a Checkpointer. The source's read
 // position may run ahead of the persisted one, never the other way round.
 //
-// Every record carries its source identity and the end offset of its line, so
+// Every record carries its source identity and the end offset of its entry (a
+// line, or the last line of a multiline entry), so
 // that after a crash the wiring can merge the last checkpoint with the WAL tail
 // (the later of the two per source id) and hand the result back to the source
 // as SavedPosition values: no re-read, no gap.

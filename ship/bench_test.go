@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,10 +15,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/logcapturer/log_capturer_go/internal/testutil/victorialogs"
 	"github.com/logcapturer/log_capturer_go/ship/loki"
+	"github.com/logcapturer/log_capturer_go/state"
 	"github.com/logcapturer/log_capturer_go/wal"
 	"github.com/logcapturer/log_capturer_go/wal/record"
 )
@@ -31,6 +34,10 @@ import (
 // shipper runs as the agent does by default: dedup on, Loki limits checked.
 //
 //	go test -run XXX -bench BenchmarkShip -benchtime 5x ./ship/
+//
+// SHIP_BENCH_MARK=1 adds the dispatch mark of the recovery probe
+// (sinks.loki.verify), committed to a real state file with fsync, and
+// reports its commits per round.
 const (
 	benchLines   = 800 * benchPerEnt // 204,800
 	benchStreams = 32
@@ -147,6 +154,23 @@ func benchShip(b *testing.B, url string) {
 			if os.Getenv("SHIP_BENCH_NO_DEDUP") == "" {
 				cfg.Dedup = DedupConfig{Window: 10 * time.Minute, MaxKeys: 1_000_000}
 			}
+			var opts []Option
+			var marks *state.Store
+			if os.Getenv("SHIP_BENCH_MARK") != "" {
+				var err error
+				if marks, err = state.Open(filepath.Join(b.TempDir(), state.DefaultFileName), state.Options{}, zerolog.Nop()); err != nil {
+					b.Fatal(err)
+				}
+				defer marks.Close()
+				// Never asked: no mark is stored before a round.
+				p, err := loki.NewVictoriaLogsProber(loki.ProberConfig{URL: "http://127.0.0.1:1"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				opts = append(opts, WithRecovery(NewLokiSink(nil, LokiSinkConfig{}).Prober(p), marks, RecoveryConfig{}))
+			}
+			var markCommits, markWaits float64
 			round := 0
 			b.SetBytes(int64(benchLines) * 170)
 			var total time.Duration
@@ -154,7 +178,7 @@ func benchShip(b *testing.B, url string) {
 				round++
 				store := &memStore{}
 				sink := namedSink{NewLokiSink(client, LokiSinkConfig{Limits: DefaultLokiLimits()}), fmt.Sprintf("bench-%d-%d", conc, round)}
-				s, err := New(cfg, l, 1, sink, store, zerolog.Nop(), prometheus.NewRegistry())
+				s, err := New(cfg, l, 1, sink, store, zerolog.Nop(), prometheus.NewRegistry(), opts...)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -173,8 +197,14 @@ func benchShip(b *testing.B, url string) {
 				if got := s.Status().LinesShipped; got != benchLines {
 					b.Fatalf("shipped %d lines, want %d", got, benchLines)
 				}
+				markCommits += testutil.ToFloat64(s.m.markCommits)
+				markWaits += testutil.ToFloat64(s.m.markWaits)
 			}
 			b.ReportMetric(float64(benchLines)*float64(round)/total.Seconds(), "lines/s")
+			if marks != nil {
+				b.ReportMetric(markCommits/float64(round), "mark_commits/op")
+				b.ReportMetric(markWaits/float64(round), "mark_waits/op")
+			}
 		})
 	}
 }

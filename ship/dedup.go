@@ -22,12 +22,14 @@ import (
 // source captured twice (a Docker resume whose `since` is inclusive, a file
 // re-read at the same offsets).
 //
-// What it cannot remove: the lines of a request that was in flight at the
-// crash (or timed out) and that the receiver stored without our seeing its
-// answer. Their keys were never recorded, since nothing acknowledged them;
-// recording keys at send time instead would turn a lost request into lost
-// lines. Nor lines acknowledged after the last checkpoint of the keys
-// (Config.Dedup.FlushInterval) before a crash.
+// What it cannot remove on its own: the lines of a request that was in
+// flight at the crash (or timed out) and that the receiver stored without
+// our seeing its answer. Their keys were never recorded, since nothing
+// acknowledged them; recording keys at send time instead would turn a lost
+// request into lost lines. Nor lines acknowledged after the last checkpoint
+// of the keys (Config.Dedup.FlushInterval) before a crash. The recovery
+// probe (probe.go) finds those in the receiver at start and records their
+// keys here.
 //
 // Replays through the DLQ must not go through this filter: a replay of a
 // delivered range means "send it again".
@@ -284,6 +286,31 @@ func (d *dedupSet) record(b *Batch, now time.Time) {
 	}
 	if over := len(d.unsaved) - d.maxKeys; over > 0 {
 		// Checkpoints have been failing for a while: keep the newest.
+		d.unsaved = append(d.unsaved[:0], d.unsaved[over:]...)
+	}
+}
+
+// contains reports whether key was acknowledged within the window.
+func (d *dedupSet) contains(key uint64, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rotate(now)
+	return d.containsLocked(key)
+}
+
+// recordKeys remembers keys the receiver is known to store (the recovery
+// probe found them) and queues them for the next checkpoint.
+func (d *dedupSet) recordKeys(keys []uint64, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rotate(now)
+	for _, k := range keys {
+		if k != 0 {
+			d.insertLocked(k, 0)
+			d.unsaved = append(d.unsaved, k)
+		}
+	}
+	if over := len(d.unsaved) - d.maxKeys; over > 0 {
 		d.unsaved = append(d.unsaved[:0], d.unsaved[over:]...)
 	}
 }

@@ -34,6 +34,14 @@
 //   - Dedup at shipping (dedup.go) drops entries whose key the sink
 //     acknowledged within the window; keys are recorded on acknowledgement
 //     and checkpointed to a DedupStore in batches.
+//   - With WithRecovery (mark.go, probe.go), no request leaves before a
+//     durable dispatch mark covers its highest WAL index (raised a lease
+//     ahead, in the background, so steady state never waits; a failed
+//     commit is counted and the request goes out anyway). At start, the
+//     entries between cursor and mark whose keys are unknown are looked up
+//     in the receiver (Prober); those it stores are recorded in the dedup
+//     window as delivered and not sent again. A failed probe replays
+//     everything: duplicates possible, never loss. It needs dedup.
 //   - At shutdown, requests under way get DrainTimeout to finish; batches
 //     waiting for a retry or not started are left for the next run; the
 //     cursor and the dedup keys are persisted.

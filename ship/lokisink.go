@@ -40,6 +40,7 @@ type LokiSink struct {
 // and what Loki's label rules say about them.
 type streamInfo struct {
 	key    string
+	labels []record.Label
 	reason string
 	detail string
 }
@@ -83,7 +84,7 @@ func (s *LokiSink) stream(ls *record.LabelSet) *streamInfo {
 		}
 		merged = record.NewLabelSet(labels)
 	}
-	in := &streamInfo{key: merged.String()}
+	in := &streamInfo{key: merged.String(), labels: merged.Labels()}
 	in.reason, in.detail = s.limits.checkLabels(merged.Labels())
 	if len(s.cache) >= maxLabelCache {
 		clear(s.cache)
@@ -153,6 +154,22 @@ func (s *LokiSink) Send(ctx context.Context, b *Batch) error {
 		}
 		return &PermanentError{Reason: fmt.Sprintf("http_%d", res.Status), Status: res.Status, Err: res.Err}
 	}
+}
+
+// Prober adapts p, which looks up streams by their labels as pushed, to
+// the shipper's recovery probe, which knows them as recorded: the sink's
+// extra labels are added the way Send adds them.
+func (s *LokiSink) Prober(p loki.Prober) Prober { return lokiProber{sink: s, p: p} }
+
+type lokiProber struct {
+	sink *LokiSink
+	p    loki.Prober
+}
+
+func (lp lokiProber) Prepare(ctx context.Context) error { return lp.p.Prepare(ctx) }
+
+func (lp lokiProber) Probe(ctx context.Context, labels *record.LabelSet, entries []loki.ProbeEntry) error {
+	return lp.p.Probe(ctx, &loki.ProbeStream{Labels: lp.sink.stream(labels).labels, Entries: entries})
 }
 
 // keys returns the label strings sent for b.Streams.

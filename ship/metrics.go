@@ -21,6 +21,12 @@ type metrics struct {
 	inflight       prometheus.Gauge
 	lag            prometheus.Gauge
 	corrupt        prometheus.Counter
+
+	recoveryProbes   *prometheus.CounterVec
+	recoveredPresent prometheus.Counter
+	markCommits      prometheus.Counter
+	markErrors       prometheus.Counter
+	markWaits        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, sink string) (*metrics, error) {
@@ -57,10 +63,21 @@ func newMetrics(reg prometheus.Registerer, sink string) (*metrics, error) {
 			Help: "WAL entries committed but not yet acknowledged by the sink.", ConstLabels: c}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "logcapturer_ship_skipped_entries_total",
 			Help: "WAL entries skipped because they were damaged or removed.", ConstLabels: c}),
+		recoveryProbes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logcapturer_ship_recovery_probes_total",
+			Help: "Start-up probes of the lines a crash left in doubt, by result (ok, failed, nothing_to_probe, skipped).", ConstLabels: c}, []string{"result"}),
+		recoveredPresent: prometheus.NewCounter(prometheus.CounterOpts{Name: "logcapturer_ship_recovered_present_total",
+			Help: "Lines in doubt after a crash that the probe found stored by the receiver: not sent again.", ConstLabels: c}),
+		markCommits: prometheus.NewCounter(prometheus.CounterOpts{Name: "logcapturer_ship_dispatch_mark_commits_total",
+			Help: "Commits of the dispatch mark (one per lease of WAL entries sent).", ConstLabels: c}),
+		markErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "logcapturer_ship_dispatch_mark_errors_total",
+			Help: "Failed commits of the dispatch mark (the sends went out anyway; a crash may then cost duplicates).", ConstLabels: c}),
+		markWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "logcapturer_ship_dispatch_mark_waits_total",
+			Help: "Sends that waited for a dispatch mark commit.", ConstLabels: c}),
 	}
 	if reg != nil {
 		for _, col := range []prometheus.Collector{m.linesShipped, m.bytesShipped, m.batches, m.retries, m.deadLettered,
-			m.dlqErrors, m.dedupHits, m.circuit, m.circuitOpens, m.requestSeconds, m.lagSeconds, m.inflight, m.lag, m.corrupt} {
+			m.dlqErrors, m.dedupHits, m.circuit, m.circuitOpens, m.requestSeconds, m.lagSeconds, m.inflight, m.lag, m.corrupt,
+			m.recoveryProbes, m.recoveredPresent, m.markCommits, m.markErrors, m.markWaits} {
 			if err := reg.Register(col); err != nil {
 				return nil, fmt.Errorf("ship: register metrics: %w", err)
 			}

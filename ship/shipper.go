@@ -132,6 +132,12 @@ type Shipper struct {
 	dedup   *dedupSet
 	breaker *breaker
 
+	prober     Prober // recovery probe (probe.go); nil: none
+	marks      MarkStore
+	recCfg     RecoveryConfig
+	mark       *dispatchMark
+	lastAtOpen uint64 // the WAL's last index when the shipper was built
+
 	inflight atomic.Int64 // batches sealed and not yet completed
 	saves    []savedKeys  // dedup checkpoints in the store, oldest first (flush goroutine only)
 
@@ -163,6 +169,10 @@ type Status struct {
 	LinesRejected uint64 `json:"lines_rejected"`
 	DedupHits     uint64 `json:"dedup_hits"`
 	DedupKeys     int    `json:"dedup_keys"`
+	// DispatchMark is the durable dispatch mark (mark.go), 0 without one.
+	DispatchMark uint64 `json:"dispatch_mark,omitempty"`
+	// Recovery is the outcome of the start-up probe (probe.go).
+	Recovery *RecoveryStatus `json:"recovery,omitempty"`
 }
 
 // CursorName is the name under which a sink's cursor is registered and stored.
@@ -199,6 +209,7 @@ func New(cfg Config, l *wal.Log, start uint64, sink Sink, store CursorStore, log
 		status: Status{Sink: sink.Name(), Cursor: start, Shards: cfg.Concurrency, Circuit: CircuitClosed.String()},
 	}
 	s.tr = newTracker(s.cursor.Next())
+	s.lastAtOpen = l.CommittedIndex()
 	s.checker, _ = sink.(Checker)
 	s.breaker = newBreaker(cfg.CircuitFailures, cfg.CircuitCooldown, cfg.MaxBackoff, func(st CircuitState) {
 		s.m.circuit.Set(float64(st))
@@ -216,6 +227,15 @@ func New(cfg Config, l *wal.Log, start uint64, sink Sink, store CursorStore, log
 	for _, o := range opts {
 		o(s)
 	}
+	if s.prober != nil {
+		if s.dedup == nil {
+			return nil, errors.New("ship: the recovery probe needs dedup (a dedup window and max keys)")
+		}
+		if s.marks == nil {
+			return nil, errors.New("ship: the recovery probe needs a mark store")
+		}
+		s.mark = newDispatchMark(s.marks, MarkName(sink.Name()), s.recCfg.Lease, s.logger, m)
+	}
 	return s, nil
 }
 
@@ -232,6 +252,13 @@ func (s *Shipper) Status() Status {
 	if s.dedup != nil {
 		st.DedupKeys = s.dedup.size()
 	}
+	if s.mark != nil {
+		st.DispatchMark = s.mark.durable.Load()
+	}
+	if st.Recovery != nil {
+		r := *st.Recovery
+		st.Recovery = &r
+	}
 	return st
 }
 
@@ -239,6 +266,23 @@ func (s *Shipper) Status() Status {
 // DrainTimeout, persists the cursor and the dedup keys and returns.
 func (s *Shipper) Run(parent context.Context) error {
 	s.loadDedup()
+	// floor is what the mark must keep covering at a clean stop.
+	var floor uint64
+	// The mark's committer outlives the shards (they wait on it), so it
+	// has its own context, ended once they are done.
+	stopMark := func() {}
+	var markWG sync.WaitGroup
+	if s.mark != nil {
+		floor = s.recoverDispatched(parent)
+		var markCtx context.Context
+		markCtx, stopMark = context.WithCancel(context.WithoutCancel(parent))
+		defer stopMark()
+		markWG.Add(1)
+		go func() {
+			defer markWG.Done()
+			s.mark.run(markCtx)
+		}()
+	}
 	// ctx also ends when the reader fails on its own.
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
@@ -302,12 +346,19 @@ func (s *Shipper) Run(parent context.Context) error {
 		close(q)
 	}
 	wg.Wait()
+	stopMark()
+	markWG.Wait()
 	close(flushDone)
 	flushWG.Wait()
 	if s.dedup != nil && s.dstore != nil {
 		s.saveDedup()
 	}
 	s.store.SetCursor(s.name, s.tr.Next())
+	if s.mark != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
+		s.mark.settle(sctx, max(s.mark.sent.Load(), floor))
+		cancel()
+	}
 	s.m.inflight.Set(0)
 	return err
 }
@@ -591,6 +642,11 @@ func (s *Shipper) deliver(ctx, sendCtx context.Context, b *Batch, rnd *rand.Rand
 		probe, err := s.breaker.acquire(ctx)
 		if err != nil {
 			return false
+		}
+		if s.mark != nil {
+			if err := s.mark.cover(sendCtx, b.Last); err != nil && sendCtx.Err() == nil {
+				s.logger.Debug().Err(err).Uint64("wal_last", b.Last).Msg("ship: sending beyond the dispatch mark")
+			}
 		}
 		t0 := time.Now()
 		err = s.sink.Send(sendCtx, b)

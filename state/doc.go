@@ -17,6 +17,9 @@
 //     single bbolt transaction; commits never interleave. A failed commit keeps
 //     its changes pending for the next try, except where a newer change for
 //     the same key was recorded meanwhile.
+//   - CommitCursor is the one synchronous writer: it records a cursor and
+//     returns once a commit holding it is durable (a shipper's dispatch mark
+//     must be on disk before the request it covers goes out).
 //   - Reads see committed state only (call Flush first to read your own
 //     writes). Every value is copied out of the transaction: callers may keep
 //     and modify what they get. SetPosition copies Meta too.

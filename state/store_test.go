@@ -687,3 +687,50 @@ func TestMetricsReusedOnReopen(t *testing.T) {
 		t.Fatal("open with a clashing metric succeeded")
 	}
 }
+
+// CommitCursor is durable on return (a reader sees it without Flush), fails
+// like a commit when the disk refuses it, keeps the value pending for the
+// next commit, and refuses a name bbolt cannot store.
+func TestCommitCursor(t *testing.T) {
+	path := testPath(t)
+	s := mustOpen(t, path, Options{})
+	ctx := context.Background()
+	if err := s.CommitCursor(ctx, "ship/loki/dispatched", 42); err != nil {
+		t.Fatal(err)
+	}
+	if idx, ok, err := s.Cursor("ship/loki/dispatched"); err != nil || !ok || idx != 42 {
+		t.Fatalf("cursor = %d, %v, %v; want 42 committed", idx, ok, err)
+	}
+
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db.MaxSize = int(fi.Size())
+	for _, k := range []string{"a", "b", "c", "d"} {
+		s.SetPosition(k, Position{Meta: make([]byte, MaxMetaBytes)})
+	}
+	if err := s.CommitCursor(ctx, "ship/loki/dispatched", 43); !errors.Is(err, berrors.ErrMaxSizeReached) {
+		t.Fatalf("commit on a full file: err = %v, want ErrMaxSizeReached", err)
+	}
+	if idx, _, _ := s.Cursor("ship/loki/dispatched"); idx != 42 {
+		t.Fatalf("after a failed commit the stored mark is %d, want 42", idx)
+	}
+	s.db.MaxSize = 0
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if idx, _, _ := s.Cursor("ship/loki/dispatched"); idx != 43 {
+		t.Fatalf("the failed value was not kept pending: mark %d, want 43", idx)
+	}
+
+	if err := s.CommitCursor(ctx, "", 1); err == nil {
+		t.Fatal("an empty name was accepted")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitCursor(ctx, "ship/loki/dispatched", 44); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: err = %v, want ErrClosed", err)
+	}
+}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -129,6 +130,21 @@ func (s *Store) SetCursor(name string, idx uint64) {
 		s.pend.cursors = make(map[string]uint64)
 	}
 	s.pend.cursors[name] = idx
+}
+
+// CommitCursor records idx as the cursor of the named shipper and returns
+// once a commit holding it (or a later value) is durable: the waitable
+// variant of SetCursor, for values that must be on disk before the caller
+// acts (a shipper's dispatch mark). It commits whatever else is pending
+// too. ctx bounds only the wait for a commit already in progress. On
+// error the value stays pending, as with a failed periodic commit.
+func (s *Store) CommitCursor(ctx context.Context, name string, idx uint64) error {
+	if !validKey(name) {
+		s.reject("commit_cursor", name, "invalid shipper name")
+		return fmt.Errorf("state: commit cursor: invalid name (%d bytes)", len(name))
+	}
+	s.SetCursor(name, idx)
+	return s.Flush(ctx)
 }
 
 func (s *Store) pendingLen() int {

@@ -115,6 +115,7 @@ func newAgent(cfg *config.Config, logger zerolog.Logger) (_ *agent, err error) {
 			Encoding:      cfg.Files.Encoding,
 			Labels:        cfg.Files.Labels,
 			Hostname:      host,
+			Routes:        fileRoutes(cfg.FilePipeline),
 		}, a.log, ckpt, saved, logger, a.reg)
 		if err != nil {
 			return nil, err
@@ -207,6 +208,7 @@ func (a *agent) buildShippers() error {
 	c := a.cfg.Sinks
 	var sinks []ship.Sink
 	var cfgs []ship.Config
+	var recovery ship.Option // the Loki sink's recovery probe (sinks.loki.verify)
 	if c.Loki.Enabled {
 		client, err := loki.NewClient(loki.ClientConfig{
 			URL:                c.Loki.URL,
@@ -225,7 +227,7 @@ func (a *agent) buildShippers() error {
 		}
 		a.closers = append(a.closers, func() error { client.Close(); return nil })
 		lim := c.Loki.Limits
-		sinks = append(sinks, ship.NewLokiSink(client, ship.LokiSinkConfig{
+		lokiSink := ship.NewLokiSink(client, ship.LokiSinkConfig{
 			Labels: c.Loki.Labels,
 			Limits: ship.LokiLimits{
 				MaxLineBytes:        int(lim.MaxLineBytes.Bytes()),
@@ -237,7 +239,15 @@ func (a *agent) buildShippers() error {
 				MaxMetadataBytes:    int(lim.MaxStructuredMetadataBytes.Bytes()),
 				MaxMetadataEntries:  lim.MaxStructuredMetadataEntries,
 			},
-		}))
+		})
+		sinks = append(sinks, lokiSink)
+		var closeProber func() error
+		if recovery, closeProber, err = lokiRecovery(c.Loki, lokiSink, a.store); err != nil {
+			return err
+		}
+		if closeProber != nil {
+			a.closers = append(a.closers, closeProber)
+		}
 		cfgs = append(cfgs, ship.Config{
 			BatchBytes:      int(c.Loki.BatchBytes.Bytes()),
 			MaxRequestBytes: int(c.Loki.MaxRequestBytes.Bytes()),
@@ -288,6 +298,9 @@ func (a *agent) buildShippers() error {
 		if d := a.cfg.Dedup; d.Window > 0 && d.MaxKeys > 0 {
 			cfg.Dedup = ship.DedupConfig{Window: d.Window, MaxKeys: d.MaxKeys, FlushInterval: d.FlushInterval}
 			opts = append(opts, ship.WithDedupStore(a.store))
+			if recovery != nil && sink.Name() == "loki" {
+				opts = append(opts, recovery)
+			}
 		}
 		sh, err := ship.New(cfg, a.log, start, sink, a.cursors, a.logger, a.reg, opts...)
 		if err != nil {
@@ -389,6 +402,15 @@ func (a *agent) run(ctx context.Context) error {
 	a.closeAll()
 	a.logger.Info().Msg("stopped")
 	return firstErr
+}
+
+// fileRoutes hands the file-routing file's routes to the file source.
+func fileRoutes(fp config.FilePipeline) []file.Route {
+	out := make([]file.Route, 0, len(fp.Routes))
+	for _, r := range fp.Routes {
+		out = append(out, file.Route{Name: r.Name, Match: r.Match, Labels: r.Labels, Multiline: r.Multiline.Config()})
+	}
+	return out
 }
 
 func (a *agent) closeAll() {

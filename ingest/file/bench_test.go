@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/logcapturer/log_capturer_go/ingest/multiline"
 )
 
 // ackingWAL acks every payload in order from one goroutine, doing no I/O:
@@ -37,7 +39,16 @@ type nopState struct{}
 func (nopState) SetPosition(string, uint64, uint64, []byte) {}
 func (nopState) DeletePosition(string)                      {}
 
-func BenchmarkFileSource(b *testing.B) {
+func BenchmarkFileSource(b *testing.B) { benchmarkFileSource(b, 0) }
+
+// BenchmarkFileSourceMultiline reads the same lines grouped five by five
+// into entries (a start pattern, as the presets use): ns/line stays per
+// framed line.
+func BenchmarkFileSourceMultiline(b *testing.B) { benchmarkFileSource(b, 5) }
+
+// benchmarkFileSource follows one file of 200,000 lines of ~170 B; with
+// entryLines > 0 a route groups every entryLines lines into one entry.
+func benchmarkFileSource(b *testing.B, entryLines int) {
 	dir := b.TempDir()
 	p := filepath.Join(dir, "bench.log")
 	f, err := os.Create(p)
@@ -46,15 +57,23 @@ func BenchmarkFileSource(b *testing.B) {
 	}
 	w := bufio.NewWriter(f)
 	line := strings.Repeat("m", 169) + "\n" // ~170 B lines, as in DESIGN.md
+	head := "E" + line[1:]
 	const lines = 200_000
-	for range lines {
-		w.WriteString(line)
+	for i := range lines {
+		if entryLines > 0 && i%entryLines == 0 {
+			w.WriteString(head)
+		} else {
+			w.WriteString(line)
+		}
+	}
+	size := uint64(lines * len(line))
+	if entryLines > 0 {
+		w.WriteString(head) // completes the last entry; not waited for itself
 	}
 	if err := w.Flush(); err != nil {
 		b.Fatal(err)
 	}
 	f.Close()
-	size := uint64(lines * len(line))
 
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
@@ -70,6 +89,10 @@ func BenchmarkFileSource(b *testing.B) {
 		cfg := DefaultConfig()
 		cfg.Include = []string{p}
 		cfg.DisableNotify = true
+		if entryLines > 0 {
+			cfg.Routes = []Route{{Name: "bench", Match: []string{p},
+				Multiline: multiline.Config{Mode: multiline.ModeStart, Pattern: "^E", FlushTimeout: time.Hour}}}
+		}
 		src, err := New(cfg, a, nopState{}, nil, zerolog.Nop(), nil)
 		if err != nil {
 			b.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/logcapturer/log_capturer_go/ingest/multiline"
 )
 
 // Start positions for files found at the very first start.
@@ -85,6 +87,25 @@ type Config struct {
 	Labels map[string]string
 	// Hostname, when set, is added as the "host" label.
 	Hostname string
+	// Routes give the files they match their own labels and multiline
+	// assembly (configs/file_pipeline.yml). The first route whose Match
+	// matches a file's stream path (its filename label) wins; a file no
+	// route matches keeps Labels and one record per line.
+	Routes []Route
+}
+
+// Route is one entry of Config.Routes.
+type Route struct {
+	// Name identifies the route in logs and errors.
+	Name string
+	// Match lists glob patterns (Include's syntax). Files they match are
+	// followed in addition to Include's; Exclude applies to them too.
+	Match []string
+	// Labels are merged over Config.Labels for the route's files.
+	Labels map[string]string
+	// Multiline groups the route's lines into entries, one WAL record per
+	// entry. The zero value keeps one record per line.
+	Multiline multiline.Config
 }
 
 // Label names the source sets itself.
@@ -119,9 +140,6 @@ func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	if c.MaxLineBytes == 0 {
 		c.MaxLineBytes = d.MaxLineBytes
-	}
-	if c.MaxEntryBytes == 0 {
-		c.MaxEntryBytes = max(d.MaxEntryBytes, c.MaxLineBytes+entrySlack)
 	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = d.MaxInflight
@@ -158,6 +176,24 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.StopTimeout == 0 {
 		c.StopTimeout = d.StopTimeout
+	}
+	if len(c.Routes) > 0 {
+		routes := make([]Route, len(c.Routes))
+		for i, r := range c.Routes {
+			if r.Multiline.Enabled() {
+				r.Multiline = r.Multiline.WithDefaults()
+			}
+			routes[i] = r
+		}
+		c.Routes = routes
+	}
+	if c.MaxEntryBytes == 0 {
+		c.MaxEntryBytes = max(d.MaxEntryBytes, c.MaxLineBytes+entrySlack)
+		for _, r := range c.Routes {
+			if r.Multiline.Enabled() {
+				c.MaxEntryBytes = max(c.MaxEntryBytes, r.Multiline.MaxBytes+entrySlack)
+			}
+		}
 	}
 	return c
 }
@@ -228,17 +264,54 @@ func (c Config) Validate() error {
 	if c.StopTimeout < 0 {
 		bad("file: stop_timeout %s: must not be negative", c.StopTimeout)
 	}
-	for name := range c.Labels {
+	c.validLabels("file: ", c.Labels, bad)
+	names := map[string]bool{}
+	for i, r := range c.Routes {
+		at := fmt.Sprintf("file: route %d (%q): ", i, r.Name)
 		switch {
-		case !labelName.MatchString(name):
-			bad("file: label %q: invalid name", name)
-		case name == LabelFilename:
-			bad("file: label %q: set by the source", name)
-		case name == LabelHost && c.Hostname != "":
-			bad("file: label %q: set by the source from hostname", name)
+		case strings.TrimSpace(r.Name) == "":
+			bad("file: route %d: name: required", i)
+		case names[r.Name]:
+			bad("%sname: used by an earlier route", at)
+		}
+		names[r.Name] = true
+		if len(r.Match) == 0 {
+			bad("%smatch: at least one pattern required", at)
+		}
+		for _, p := range r.Match {
+			if err := validPattern(p); err != nil {
+				bad("%smatch %q: %w", at, p, err)
+			}
+		}
+		c.validLabels(at, r.Labels, bad)
+		if !r.Multiline.Enabled() {
+			continue
+		}
+		if err := r.Multiline.Validate(); err != nil {
+			bad("%s%w", at, err)
+			continue
+		}
+		// One entry is one record: the longest is MaxBytes, or one line.
+		if need := max(r.Multiline.MaxBytes, c.MaxLineBytes) + entrySlack; c.MaxEntryBytes < need {
+			bad("%smultiline.max_bytes %d: max_entry_bytes %d must be at least max(multiline.max_bytes, max_line_bytes) + %d",
+				at, r.Multiline.MaxBytes, c.MaxEntryBytes, entrySlack)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validLabels reports bad static label names: invalid, or set by the source.
+func (c Config) validLabels(at string, labels map[string]string, bad func(string, ...any)) {
+	for name := range labels {
+		switch {
+		case !labelName.MatchString(name):
+			bad("%slabel %q: invalid name", at, name)
+		case name == LabelFilename:
+			bad("%slabel %q: set by the source", at, name)
+		case name == LabelHost && c.Hostname != "":
+			bad("%slabel %q: set by the source from hostname", at, name)
+		}
+	}
 }
 
 func validPattern(p string) error {

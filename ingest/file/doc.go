@@ -77,7 +77,27 @@
 // cut by MaxLineBytes inside a UTF-8 sequence is not taken for invalid, and a
 // line that grows past MaxLineBytes when converted is cut and flagged.
 //
-// Lines accumulate into one payload per file, appended at MaxEntryBytes or at
+// # Routes and multi-line entries
+//
+// Config.Routes give the files their globs match (by stream path, so a
+// rotated file keeps its route) their own labels, merged over Labels, and
+// optionally a multiline.Config; the first matching route wins, a route's
+// globs are followed in addition to Include, and a file no route matches is
+// read line by line with Labels. Under multiline, each framed line, once
+// converted, goes to the file's multiline.Assembler, and each assembled
+// entry is one record whose Offset is the end offset of its last line, so
+// the persisted position only ever lands on an entry boundary and never
+// passes the pending entry's start: a stop, crash or failed append in the
+// middle of an entry reads the entry again, whole. A pending entry is
+// flushed when its flush timeout passes (the poll sleeps no longer than
+// that), and at once when the file is drained after a rotation or deletion
+// or truncated (its copy read first); a live file with an entry pending is
+// not closed for idleness or to free a slot until the entry is flushed. At
+// shutdown the pending entry is not flushed: the next start reads it again.
+// Line counters count framed lines; the multiline counters count entries,
+// pieces cut at max_lines/max_bytes, and entries flushed by the timeout.
+//
+// Records accumulate into one payload per file, appended at MaxEntryBytes or at
 // EOF, with at most MaxInflight payloads of a file awaiting their ack. The
 // read position runs ahead; the persisted position (Checkpointer.SetPosition)
 // moves only when the WAL acknowledged every payload of the file up to it, in

@@ -17,6 +17,10 @@ type counters struct {
 	partialLines     atomic.Uint64
 	escapedLines     atomic.Uint64
 	transcodedLines  atomic.Uint64
+	mlEntries        atomic.Uint64
+	mlPartial        atomic.Uint64
+	mlSplit          atomic.Uint64
+	mlFlushed        atomic.Uint64
 	filesOpen        atomic.Int64
 	filesOpenPeak    atomic.Int64
 	filesWaiting     atomic.Int64
@@ -76,6 +80,14 @@ type Stats struct {
 	LinesEscaped    uint64 `json:"lines_escaped"`
 	LinesTranscoded uint64 `json:"lines_transcoded"`
 
+	// Multiline routes: entries appended (one WAL record each, pieces of
+	// cut entries included), those flagged partial, pieces cut at
+	// max_lines/max_bytes, and entries emitted by the flush timeout.
+	MultilineEntries uint64 `json:"multiline_entries"`
+	MultilinePartial uint64 `json:"multiline_entries_partial"`
+	MultilineSplit   uint64 `json:"multiline_entries_split"`
+	MultilineFlushed uint64 `json:"multiline_entries_flushed"`
+
 	// Rotations by kind: renamed away from every matched path, deleted
 	// while open, truncated with the rotated copy found (copytruncate), and
 	// truncated (or rewritten) in place with no copy to recover from.
@@ -115,6 +127,10 @@ func (c *counters) snapshot() Stats {
 		PartialLines:          c.partialLines.Load(),
 		LinesEscaped:          c.escapedLines.Load(),
 		LinesTranscoded:       c.transcodedLines.Load(),
+		MultilineEntries:      c.mlEntries.Load(),
+		MultilinePartial:      c.mlPartial.Load(),
+		MultilineSplit:        c.mlSplit.Load(),
+		MultilineFlushed:      c.mlFlushed.Load(),
 		RotationsRename:       c.rotRename.Load(),
 		RotationsDelete:       c.rotDelete.Load(),
 		RotationsCopytruncate: c.rotCopytruncate.Load(),
@@ -166,13 +182,17 @@ func newCollector(c *counters) *collector {
 	}
 	const rotHelp = "Rotations of followed files by kind: rename (left every matched path), delete (deleted while open), copytruncate (truncated, rotated copy found), truncate (truncated or rewritten in place, no copy)."
 	return &collector{c: c, defs: []metricDef{
-		d("lines_total", "Lines read and handed to the WAL.", prometheus.CounterValue, u(&c.lines)),
+		d("lines_total", "Lines read and handed to the WAL (under a multiline route, as part of an entry).", prometheus.CounterValue, u(&c.lines)),
 		d("bytes_total", "Bytes read from sources.", prometheus.CounterValue, u(&c.bytes)),
 		d("lines_truncated_total", "Lines cut at the maximum line size.", prometheus.CounterValue, u(&c.truncatedLines)),
 		d("truncated_bytes_skipped_total", "Bytes dropped from lines cut at the maximum line size.", prometheus.CounterValue, u(&c.skippedBytes)),
 		d("partial_lines_total", "Lines emitted without their terminator (file gone).", prometheus.CounterValue, u(&c.partialLines)),
 		d("lines_escaped_total", "Lines with invalid UTF-8, escaped or replaced (flagged escaped).", prometheus.CounterValue, u(&c.escapedLines)),
 		d("lines_transcoded_total", "Lines transcoded from latin1.", prometheus.CounterValue, u(&c.transcodedLines)),
+		d("multiline_entries_total", "Multi-line entries appended to the WAL (one record each; pieces of cut entries included).", prometheus.CounterValue, u(&c.mlEntries)),
+		d("multiline_entries_partial_total", "Multi-line entries flagged partial (cut at a limit, flushed before their end, or begun mid-entry).", prometheus.CounterValue, u(&c.mlPartial)),
+		d("multiline_entries_split_total", "Multi-line entry pieces cut because the entry reached max_lines or max_bytes.", prometheus.CounterValue, u(&c.mlSplit)),
+		d("multiline_entries_flushed_total", "Multi-line entries emitted by the flush timeout (no line continued them in time).", prometheus.CounterValue, u(&c.mlFlushed)),
 		d("files_open", "Files currently held open.", prometheus.GaugeValue, g(&c.filesOpen)),
 		d("files_waiting", "Files waiting for a slot under max_open_files.", prometheus.GaugeValue, g(&c.filesWaiting)),
 		d("files_closed_total", "Files closed while still followed (idle, or giving up a slot).", prometheus.CounterValue, u(&c.filesClosed)),

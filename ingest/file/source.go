@@ -37,6 +37,7 @@ type Source struct {
 	log          zerolog.Logger
 	cnt          *counters
 	static       []record.Label
+	routes       []route
 	readCompress bool // an include pattern names compressed files itself
 
 	readBufs sync.Pool // *[]byte of cfg.ReadBufferBytes
@@ -164,6 +165,19 @@ func New(cfg Config, app ingest.Appender, cp ingest.Checkpointer, saved []ingest
 		cfg.Include[i] = abs
 		readCompress = readCompress || compressedName(abs)
 	}
+	routes, err := compileRoutes(cfg.Routes)
+	if err != nil {
+		return nil, err
+	}
+	// Route patterns are followed too; Run only ever looks at Include.
+	for _, r := range routes {
+		for _, p := range r.match {
+			if !slices.Contains(cfg.Include, p) {
+				cfg.Include = append(cfg.Include, p)
+				readCompress = readCompress || compressedName(p)
+			}
+		}
+	}
 	cfg.Exclude = slices.Clone(cfg.Exclude)
 	for i, p := range cfg.Exclude {
 		// A pattern with a directory part is a path pattern; a bare one
@@ -182,6 +196,7 @@ func New(cfg Config, app ingest.Appender, cp ingest.Checkpointer, saved []ingest
 		cp:           cp,
 		log:          log,
 		cnt:          &counters{},
+		routes:       routes,
 		readCompress: readCompress,
 		kick:         make(chan struct{}, 1),
 		firstStart:   len(saved) == 0 && cfg.StartAt == StartEnd,
@@ -193,11 +208,9 @@ func New(cfg Config, app ingest.Appender, cp ingest.Checkpointer, saved []ingest
 		closedAt:     map[string]fileKey{},
 		queued:       map[fileKey]*startItem{},
 	}
-	for name, value := range cfg.Labels {
-		s.static = append(s.static, record.Label{Name: name, Value: value})
-	}
-	if cfg.Hostname != "" {
-		s.static = append(s.static, record.Label{Name: LabelHost, Value: cfg.Hostname})
+	s.static = staticLabels(cfg.Labels, nil, cfg.Hostname)
+	for i := range s.routes {
+		s.routes[i].static = staticLabels(cfg.Labels, s.routes[i].labels, cfg.Hostname)
 	}
 	bufSize := cfg.ReadBufferBytes
 	s.readBufs.New = func() any { b := make([]byte, bufSize); return &b }
@@ -1041,9 +1054,15 @@ func (s *Source) Positions() []PositionInfo {
 // Stats returns the source's counters.
 func (s *Source) Stats() Stats { return s.cnt.snapshot() }
 
-func (s *Source) labelsFor(path string) *record.LabelSet {
-	ls := make([]record.Label, 0, len(s.static)+1)
-	ls = append(ls, s.static...)
+// labelsFor is the label set of the lines of stream path under route r
+// (nil: no route).
+func (s *Source) labelsFor(path string, r *route) *record.LabelSet {
+	static := s.static
+	if r != nil {
+		static = r.static
+	}
+	ls := make([]record.Label, 0, len(static)+1)
+	ls = append(ls, static...)
 	ls = append(ls, record.Label{Name: LabelFilename, Value: path})
 	return record.NewLabelSet(ls)
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/logcapturer/log_capturer_go/ingest/multiline"
 	"github.com/logcapturer/log_capturer_go/wal/record"
 )
 
@@ -72,12 +73,17 @@ type tailer struct {
 	wake   chan struct{} // hints: data written, ack failed, file left
 	slots  chan struct{} // one token per payload in flight
 	conv   converter
+	// asm groups lines into entries (the file's route asks for multiline);
+	// nil: one record per line. Records then end where entries end, so the
+	// acknowledged position never passes the pending entry's start.
+	asm *multiline.Assembler
 
 	fr       framer
 	src      *os.File // the file being read: f, or a rotated copy
 	b        *record.Builder
 	bEnd     uint64
 	ts       int64
+	now      time.Time // when the bytes being framed were read
 	startOff uint64
 	startMid bool
 	lastData time.Time
@@ -95,6 +101,10 @@ type tailer struct {
 	nEscaped uint64
 	nTransc  uint64
 	nCut     uint64
+	nEntries uint64 // multiline entries appended
+	nEntPart uint64 // of them flagged partial
+	nSplit   uint64
+	nFlushed uint64
 
 	readOff atomic.Uint64
 
@@ -116,13 +126,15 @@ type tailer struct {
 
 func newTailer(s *Source, f *os.File, key fileKey, path string, size uint64, st startPoint) *tailer {
 	now := time.Now()
+	r := s.routeFor(st.stream)
 	t := &tailer{
 		s:        s,
 		f:        f,
 		src:      f,
 		key:      key,
 		stream:   st.stream,
-		labels:   s.labelsFor(st.stream),
+		labels:   s.labelsFor(st.stream, r),
+		asm:      s.newAssembler(r),
 		wake:     make(chan struct{}, 1),
 		slots:    make(chan struct{}, s.cfg.MaxInflight),
 		conv:     newConverter(s.cfg),
@@ -146,6 +158,9 @@ func newTailer(s *Source, f *os.File, key fileKey, path string, size uint64, st 
 	}
 	if st.midLine {
 		t.fr.startMidLine()
+	}
+	if t.asm != nil {
+		t.asm.Reset(st.offset)
 	}
 	t.fpDone = int(st.fp.n) >= s.cfg.FingerprintBytes
 	t.hdr = len(st.id) + 32
@@ -321,7 +336,7 @@ func (t *tailer) loop(ctx context.Context) (*resumeEntry, bool) {
 		if hb, ok := t.maybeClose(ctx); ok {
 			return hb, false
 		}
-		timer.Reset(t.s.cfg.PollInterval)
+		timer.Reset(t.pollWait())
 		select {
 		case <-ctx.Done():
 		case <-t.wake:
@@ -330,12 +345,32 @@ func (t *tailer) loop(ctx context.Context) (*resumeEntry, bool) {
 	}
 }
 
+// pollWait is how long a file at its end sleeps before it reads again:
+// PollInterval, or less when a pending multiline entry's flush is due first.
+func (t *tailer) pollWait() time.Duration {
+	d := t.s.cfg.PollInterval
+	if t.asm != nil {
+		if at, ok := t.asm.NextFlush(); ok {
+			d = min(d, max(time.Until(at), time.Millisecond))
+		}
+	}
+	return d
+}
+
 // maybeClose closes a file at its end that is no longer needed open: rotated
 // away and idle for RotateWait, idle for IdleTimeout, or holding a slot
-// others wait for.
+// others wait for. A live file with a multiline entry pending stays open
+// until its flush timeout emits it: closed, it would be reopened only when
+// it grows, and the entry would wait for that.
 func (t *tailer) maybeClose(ctx context.Context) (*resumeEntry, bool) {
 	idle := time.Since(t.lastData)
-	if t.rotatedAway() {
+	rotated := t.rotatedAway()
+	if !rotated && t.asm != nil {
+		if _, pending := t.asm.NextFlush(); pending {
+			return nil, false
+		}
+	}
+	if rotated {
 		t.mu.Lock()
 		since := t.leftAt
 		t.mu.Unlock()
@@ -356,8 +391,9 @@ func (t *tailer) maybeClose(ctx context.Context) (*resumeEntry, bool) {
 // close ends following the file for now. Its size and mtime are taken
 // first, then it is read to its end once more: anything written after that
 // look changes them, so a scan opens it again. A rotated file's incomplete
-// last line is emitted with FlagPartial (its writer has moved on); a live
-// file's stays unread, to be read whole later. ok is false when the file
+// last line is emitted with FlagPartial (its writer has moved on), and its
+// pending multiline entry is emitted; a live file's stay unread (the
+// position is before them), to be read whole later. ok is false when the file
 // must be read on (more data, a failed append) or ctx ended.
 func (t *tailer) close(ctx context.Context, rotated bool) (*resumeEntry, bool) {
 	fi, err := t.f.Stat()
@@ -375,8 +411,12 @@ func (t *tailer) close(ctx context.Context, rotated bool) (*resumeEntry, bool) {
 		return nil, false
 	}
 	if rotated {
-		t.ts = time.Now().UnixNano()
+		t.now = time.Now()
+		t.ts = t.now.UnixNano()
 		err = t.fr.flush(t.emitter(ctx))
+		if err == nil && t.asm != nil {
+			err = t.asm.FlushAll(t.entryEmitter(ctx))
+		}
 		if err == nil && t.b != nil && t.b.Len() > 0 {
 			err = t.appendBatch(ctx)
 		}
@@ -452,7 +492,8 @@ func (t *tailer) readFrom(ctx context.Context, f *os.File) (uint64, error) {
 			return total, &changeError{identRewritten}
 		}
 		if data := buf[ov:n]; len(data) > 0 {
-			t.ts = time.Now().UnixNano()
+			t.now = time.Now()
+			t.ts = t.now.UnixNano()
 			if ferr := t.fr.feed(data, emit); ferr != nil {
 				return total, ferr
 			}
@@ -471,6 +512,14 @@ func (t *tailer) readFrom(ctx context.Context, f *os.File) (uint64, error) {
 		t.s.cnt.bytes.Add(total)
 		if f == t.f {
 			t.refreshFingerprint()
+		}
+	}
+	if t.asm != nil && f == t.f {
+		// Nothing continued the pending entry within its flush timeout.
+		t.now = time.Now()
+		t.ts = t.now.UnixNano()
+		if err := t.asm.Flush(t.now, t.entryEmitter(ctx)); err != nil {
+			return total, err
 		}
 	}
 	if t.b != nil && t.b.Len() > 0 {
@@ -520,8 +569,11 @@ func (t *tailer) loadRing(off uint64) {
 // markFor is the mark of the bytes before end in the file being read.
 func (t *tailer) markFor(end uint64) fingerprint {
 	want := min(end, markBytes)
-	if end == t.ringEnd && uint64(len(t.ring)) >= want {
-		return fingerprintOf(t.ring[uint64(len(t.ring))-want:])
+	// The ring holds [ringEnd-len(ring), ringEnd). With multiline, a batch
+	// ends where the last entry ends, usually before the read position.
+	if end <= t.ringEnd && t.ringEnd-end <= uint64(len(t.ring)) && uint64(len(t.ring))-(t.ringEnd-end) >= want {
+		i := uint64(len(t.ring)) - (t.ringEnd - end)
+		return fingerprintOf(t.ring[i-want : i])
 	}
 	b, ok, err := readMark(t.src, end, t.markBuf[:0])
 	if err != nil || !ok {
@@ -549,17 +601,59 @@ func (t *tailer) checkSize() error {
 	return nil
 }
 
+// emitter is what the framer hands each line to: converted and counted,
+// the line is one record, or goes to the multiline assembler.
 func (t *tailer) emitter(ctx context.Context) emitFunc {
+	if t.asm == nil {
+		return func(line []byte, end uint64, flags record.Flags) error {
+			line, flags = t.convert(line, flags)
+			return t.add(ctx, line, end, flags)
+		}
+	}
+	entry := t.entryEmitter(ctx)
 	return func(line []byte, end uint64, flags record.Flags) error {
-		return t.add(ctx, line, end, flags)
+		line, flags = t.convert(line, flags)
+		return t.asm.Add(line, end, flags, t.now, entry)
 	}
 }
 
-// add puts one line into the current payload, appending the payload first
-// when the line would take it past MaxEntryBytes.
-func (t *tailer) add(ctx context.Context, line []byte, end uint64, flags record.Flags) error {
+// entryEmitter is what the multiline assembler hands each entry to.
+func (t *tailer) entryEmitter(ctx context.Context) multiline.EmitFunc {
+	return func(entry []byte, end uint64, flags record.Flags) error {
+		t.nEntries++
+		if flags&record.FlagPartial != 0 {
+			t.nEntPart++
+		}
+		return t.add(ctx, entry, end, flags)
+	}
+}
+
+// convert applies the encoding and UTF-8 policy to one framed line and
+// counts it; the result is valid until the next call.
+func (t *tailer) convert(line []byte, flags record.Flags) ([]byte, record.Flags) {
 	line, res := t.conv.convert(line, flags)
 	flags |= res.flags
+	t.nLines++
+	if flags&record.FlagTruncated != 0 {
+		t.nTrunc++
+	}
+	if flags&record.FlagPartial != 0 {
+		t.nPartial++
+	}
+	if flags&record.FlagEscaped != 0 {
+		t.nEscaped++
+	}
+	if res.transcoded {
+		t.nTransc++
+	}
+	t.nCut += res.cut
+	return line, flags
+}
+
+// add puts one record (a line, or a multiline entry) into the current
+// payload, appending the payload first when the record would take it past
+// MaxEntryBytes.
+func (t *tailer) add(ctx context.Context, line []byte, end uint64, flags record.Flags) error {
 	if t.id == "" {
 		t.mintID()
 	}
@@ -575,20 +669,6 @@ func (t *tailer) add(ctx context.Context, line []byte, end uint64, flags record.
 	}
 	t.b.Add(t.id, t.labels, end, t.ts, flags, nil, line)
 	t.bEnd = end
-	t.nLines++
-	if flags&record.FlagTruncated != 0 {
-		t.nTrunc++
-	}
-	if flags&record.FlagPartial != 0 {
-		t.nPartial++
-	}
-	if flags&record.FlagEscaped != 0 {
-		t.nEscaped++
-	}
-	if res.transcoded {
-		t.nTransc++
-	}
-	t.nCut += res.cut
 	return nil
 }
 
@@ -600,15 +680,25 @@ func (t *tailer) flushCounters() {
 			*n = 0
 		}
 	}
-	add(&c.lines, &t.nLines)
+	if t.asm != nil {
+		mc := t.asm.TakeCounts()
+		t.nSplit += mc.Split
+		t.nFlushed += mc.Flushed
+	}
+	if sk := t.fr.takeSkipped(); sk > 0 {
+		c.skippedBytes.Add(sk)
+	}
 	add(&c.truncatedLines, &t.nTrunc)
 	add(&c.partialLines, &t.nPartial)
 	add(&c.escapedLines, &t.nEscaped)
 	add(&c.transcodedLines, &t.nTransc)
 	add(&c.skippedBytes, &t.nCut)
-	if sk := t.fr.takeSkipped(); sk > 0 {
-		c.skippedBytes.Add(sk)
-	}
+	add(&c.mlSplit, &t.nSplit)
+	add(&c.mlFlushed, &t.nFlushed)
+	add(&c.mlPartial, &t.nEntPart)
+	// Lines and entries last: a reader that sees them sees the rest.
+	add(&c.mlEntries, &t.nEntries)
+	add(&c.lines, &t.nLines)
 }
 
 func (t *tailer) releaseBuilder() {
@@ -776,6 +866,9 @@ func (t *tailer) rewind(ctx context.Context) bool {
 	if off == t.startOff && t.startMid {
 		t.fr.startMidLine()
 	}
+	if t.asm != nil {
+		t.asm.Reset(off)
+	}
 	t.loadRing(off)
 	t.readOff.Store(off)
 	return true
@@ -828,8 +921,13 @@ func (t *tailer) truncated(ctx context.Context, why identVerdict) error {
 			}
 		}
 	}
-	t.ts = time.Now().UnixNano()
+	t.now = time.Now()
+	t.ts = t.now.UnixNano()
 	err := t.fr.flush(t.emitter(ctx))
+	if err == nil && t.asm != nil {
+		// The old content ends here: its last entry is complete.
+		err = t.asm.FlushAll(t.entryEmitter(ctx))
+	}
 	if err == nil && t.b != nil && t.b.Len() > 0 {
 		err = t.appendBatch(ctx)
 	}
@@ -866,6 +964,9 @@ func (t *tailer) truncated(ctx context.Context, why identVerdict) error {
 	t.s.deletePosition(oldID)
 	t.hdr -= len(oldID)
 	t.fr.reset(0)
+	if t.asm != nil {
+		t.asm.Reset(0)
+	}
 	t.startOff, t.startMid, t.rewindAt, t.fpDone, t.lastSize = 0, false, 0, false, 0
 	t.ring, t.ringEnd = t.ring[:0], 0
 	t.readOff.Store(0)

@@ -41,6 +41,28 @@ type Assembler struct {
 
 	lastEnd uint64 // end offset of the last line added (or the Reset offset)
 	split   bool   // the pending entry continues one cut at a limit
+
+	cnt Counts // since the last TakeCounts
+}
+
+// Counts says what an Assembler emitted (see TakeCounts).
+type Counts struct {
+	// Entries is every entry emitted, pieces of cut entries included.
+	Entries uint64
+	// Split is the pieces emitted because the next line would have taken
+	// the entry past MaxLines or MaxBytes.
+	Split uint64
+	// Flushed is the entries emitted by Flush because FlushTimeout passed
+	// (FlushAll's are not counted here).
+	Flushed uint64
+}
+
+// TakeCounts returns the counts since the last call and clears them: the
+// caller adds them to its own counters when convenient (no atomics here).
+func (a *Assembler) TakeCounts() Counts {
+	c := a.cnt
+	a.cnt = Counts{}
+	return c
 }
 
 // New validates cfg (after WithDefaults) and builds an Assembler. It returns
@@ -109,6 +131,7 @@ func (a *Assembler) Add(line []byte, endOffset uint64, flags record.Flags, now t
 		a.split = true
 	}
 	if a.lines > 0 && (a.lines >= a.maxLines || len(a.buf)+1+len(line) > a.maxBytes) {
+		a.cnt.Split++
 		if err := a.emitPending(emit, record.FlagPartial); err != nil {
 			return err
 		}
@@ -146,6 +169,7 @@ func (a *Assembler) Flush(now time.Time, emit EmitFunc) error {
 	if a.lines == 0 || now.Sub(a.first) < a.timeout {
 		return nil
 	}
+	a.cnt.Flushed++
 	return a.flushPending(emit)
 }
 
@@ -208,6 +232,7 @@ func (a *Assembler) Reset(offset uint64) {
 func (a *Assembler) emitPending(emit EmitFunc, extra record.Flags) error {
 	entry, end, flags := a.buf, a.end, a.flags|extra
 	a.dropPending()
+	a.cnt.Entries++
 	return emit(entry, end, flags)
 }
 

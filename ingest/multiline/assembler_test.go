@@ -399,3 +399,36 @@ func TestResetClearsHookState(t *testing.T) {
 		t.Fatalf("after Reset: %+v", out)
 	}
 }
+
+func TestCounts(t *testing.T) {
+	a := mustNew(t, Config{Mode: ModeStart, Pattern: `^\d`, MaxLines: 2, FlushTimeout: time.Second})
+	var out []entry
+	emit := collector(&out)
+	for _, l := range frameStrings("1 a", " b", " c", "2 d", "3 e") {
+		if err := a.Add(l.text, l.end, 0, t0, emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// "1 a| b" cut at max_lines, " c", "2 d" emitted; "3 e" pending.
+	if c := a.TakeCounts(); c != (Counts{Entries: 3, Split: 1}) {
+		t.Errorf("counts %+v", c)
+	}
+	if err := a.Flush(t0.Add(time.Second), emit); err != nil {
+		t.Fatal(err)
+	}
+	if c := a.TakeCounts(); c != (Counts{Entries: 1, Flushed: 1}) {
+		t.Errorf("counts after Flush %+v (TakeCounts must clear)", c)
+	}
+	if err := a.Add([]byte("4 f"), 100, 0, t0, emit); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.FlushAll(emit); err != nil {
+		t.Fatal(err)
+	}
+	if c := a.TakeCounts(); c != (Counts{Entries: 1}) {
+		t.Errorf("counts after FlushAll %+v: FlushAll is not a timeout", c)
+	}
+	if len(out) != 5 {
+		t.Errorf("entries %q", texts(out))
+	}
+}

@@ -49,6 +49,9 @@
 // be fed in stream order with contiguous offsets; Reset(offset) starts over
 // after a seek, truncation or reopen.
 //
+// TakeCounts reports the entries emitted, the pieces cut at a limit and the
+// entries emitted by Flush since its last call, for the caller's counters.
+//
 // # Cost
 //
 // The pending entry lives in one reused buffer (dropped after an entry larger

@@ -118,27 +118,8 @@ func (c ClientConfig) resolve() (*resolved, error) {
 		return nil, bad("negative concurrency")
 	}
 
-	user, pass := c.BasicAuthUser, c.BasicAuthPassword
-	if u.User != nil {
-		if user != "" || pass != "" || c.BearerToken != "" {
-			return nil, bad("url carries credentials and basic auth or a bearer token is also set")
-		}
-		user = u.User.Username()
-		pass, _ = u.User.Password()
-		u.User = nil
-	}
-	switch {
-	case user != "" && c.BearerToken != "":
-		return nil, bad("both basic auth and a bearer token are set")
-	case user == "" && pass != "":
-		return nil, bad("basic auth password set without a user")
-	case user != "":
-		r.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
-	case c.BearerToken != "":
-		r.auth = "Bearer " + c.BearerToken
-	}
-	if !validHeaderValue(r.auth) {
-		return nil, bad("auth credentials contain control characters")
+	if r.auth, err = authHeader(u, c.BasicAuthUser, c.BasicAuthPassword, c.BearerToken); err != nil {
+		return nil, err
 	}
 
 	r.header = make(http.Header, 4+len(c.Headers))
@@ -181,6 +162,71 @@ func (c ClientConfig) resolve() (*resolved, error) {
 	return r, nil
 }
 
+// authHeader returns the Authorization value for the configured basic
+// auth, bearer token or userinfo of u (which it strips from u), or "".
+func authHeader(u *url.URL, user, pass, bearer string) (string, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	if u.User != nil {
+		if user != "" || pass != "" || bearer != "" {
+			return "", bad("url carries credentials and basic auth or a bearer token is also set")
+		}
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+		u.User = nil
+	}
+	auth := ""
+	switch {
+	case user != "" && bearer != "":
+		return "", bad("both basic auth and a bearer token are set")
+	case user == "" && pass != "":
+		return "", bad("basic auth password set without a user")
+	case user != "":
+		auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	case bearer != "":
+		auth = "Bearer " + bearer
+	}
+	if !validHeaderValue(auth) {
+		return "", bad("auth credentials contain control characters")
+	}
+	return auth, nil
+}
+
+// newTransport builds the HTTP transport of a client: TLS roots from
+// caFile (PEM) when set, an idle pool sized for concurrency, no gzip.
+func newTransport(timeout time.Duration, concurrency int, caFile string, insecure bool) (*http.Transport, error) {
+	tlsCfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: insecure, //nolint:gosec // explicit opt-in for tests
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("loki: read ca file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: ca file %s holds no PEM certificate", ErrConfig, caFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	dialer := &net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       tlsCfg,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          max(100, concurrency),
+		MaxIdleConnsPerHost:   concurrency,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// Responses are tiny; asking for gzip would only cost CPU.
+		DisableCompression: true,
+	}, nil
+}
+
 // Client pushes encoded requests to one Loki endpoint. It is safe for
 // concurrent use and starts no goroutines of its own (idle connections are
 // owned by its transport; Close releases them).
@@ -199,34 +245,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: cfg.InsecureSkipVerify, //nolint:gosec // explicit opt-in for tests
-	}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("loki: read ca file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: ca file %s holds no PEM certificate", ErrConfig, cfg.CAFile)
-		}
-		tlsCfg.RootCAs = pool
-	}
-	dialer := &net.Dialer{Timeout: min(r.timeout, 10*time.Second), KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       tlsCfg,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          max(100, r.concurrency),
-		MaxIdleConnsPerHost:   r.concurrency,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		// Responses are tiny; asking for gzip would only cost CPU.
-		DisableCompression: true,
+	tr, err := newTransport(r.timeout, r.concurrency, cfg.CAFile, cfg.InsecureSkipVerify)
+	if err != nil {
+		return nil, err
 	}
 	return &Client{
 		url:      r.url.String(),

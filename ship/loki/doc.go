@@ -16,6 +16,12 @@
 //     gives the jittered delays.
 //   - Errors and Client.URL never contain the URL's userinfo or query, nor
 //     auth secrets.
+//   - LokiProber (GET /loki/api/v1/query_range) and VictoriaLogsProber
+//     (POST /select/logsql/query) tell which lines a receiver stores: per
+//     stream, over the exact time range, matching the exact stream,
+//     nanosecond timestamp and line bytes, with multiplicity (probe.go). An
+//     error never marks a line present; QueryBaseURL derives the query URL
+//     from the push URL.
 //   - SanitizeLabelName and NormalizeURL implement Loki's label-name grammar
 //     and the "full push URL or base URL" rule of the configuration.
 //

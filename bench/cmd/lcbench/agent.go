@@ -49,13 +49,14 @@ func moduleRoot() (string, error) {
 // agentParams are the settings a bench run varies.
 type agentParams struct {
 	DataDir     string
-	File        string
+	File        string // include pattern: one file or a glob
 	PushURL     string
 	Concurrency int
 	BatchBytes  string
 	BatchWait   time.Duration
 	SegmentSize string
 	DedupWindow string   // dedup.window; empty keeps the agent's default
+	Routes      string   // file-routing YAML (file_pipeline.yml) handed over by $SSW_FILE_CONFIG; empty: the agent's default
 	Env         []string // extra KEY=VALUE for the agent
 }
 
@@ -130,9 +131,17 @@ func startAgent(r *reaper, bin string, p agentParams) (*agent, error) {
 	if err := os.WriteFile(cfgPath, []byte(agentConfig(p, listen, metrics)), 0o644); err != nil {
 		return nil, err
 	}
+	env := append(agentEnv(), p.Env...)
+	if p.Routes != "" {
+		routesPath := strings.TrimSuffix(cfgPath, ".yaml") + "-routes.yml"
+		if err := os.WriteFile(routesPath, []byte(p.Routes), 0o644); err != nil {
+			return nil, err
+		}
+		env = append(env, "SSW_FILE_CONFIG="+routesPath)
+	}
 	a := &agent{api: "http://" + listen, cfgPath: cfgPath, http: &http.Client{Timeout: 5 * time.Second}}
 	a.started = time.Now()
-	proc, err := r.start("logcapturer", cfgPath+".log", append(agentEnv(), p.Env...), bin, "run", "--config", cfgPath)
+	proc, err := r.start("logcapturer", cfgPath+".log", env, bin, "run", "--config", cfgPath)
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +187,7 @@ type agentStats struct {
 	} `json:"sinks"`
 	Files struct {
 		FilesOpen      int64  `json:"files_open"`
+		FilesPeak      int64  `json:"files_open_peak"`
 		LinesRead      uint64 `json:"lines_read"`
 		LinesTruncated uint64 `json:"lines_truncated"`
 		PartialLines   uint64 `json:"partial_lines"`

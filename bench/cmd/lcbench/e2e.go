@@ -42,25 +42,29 @@ func writeBacklog(path string, n uint64) (time.Duration, error) {
 
 // E2EResult is one file → agent → receiver run.
 type E2EResult struct {
-	Receiver    string
-	Concurrency int
-	Dedup       string // dedup.window given to the agent; empty: its default
-	Lines       uint64
-	Elapsed     time.Duration // agent start until every line acknowledged
-	Sustained   float64       // lines/s while 10 % to 90 % of the lines were acknowledged
-	AgentRun    ProcSample    // agent at completion (/proc)
-	AgentLife   Usage         // agent over its whole life (wait4 rusage)
-	RecvCPU     time.Duration // receiver CPU during the run
-	Received    uint64        // rows/entries the receiver holds
-	Unique      uint64
-	Dups        uint64
-	Missing     uint64
-	Foreign     uint64
-	Requests    uint64
-	StopErr     string
-	Perf        string // perf report excerpt
-	Diag        AgentDiag
-	OtherCores  float64 // CPU used by other processes of the box during the run, in cores
+	Receiver     string
+	Concurrency  int
+	Dedup        string        // dedup.window given to the agent; empty: its default
+	Lines        uint64        // physical lines in the files
+	Records      uint64        // records they make (multiline entries, else lines)
+	Files        int           // files the lines were spread over (0: the one backlog file)
+	MaxOpenFiles int           // files_config.max_open_files of the agent (/config)
+	FilesPeak    int64         // most files the agent held open at once (/stats)
+	Elapsed      time.Duration // agent start until every line acknowledged
+	Sustained    float64       // lines/s while 10 % to 90 % of the lines were acknowledged
+	AgentRun     ProcSample    // agent at completion (/proc)
+	AgentLife    Usage         // agent over its whole life (wait4 rusage)
+	RecvCPU      time.Duration // receiver CPU during the run
+	Received     uint64        // rows/entries the receiver holds
+	Unique       uint64
+	Dups         uint64
+	Missing      uint64
+	Foreign      uint64
+	Requests     uint64
+	StopErr      string
+	Perf         string // perf report excerpt
+	Diag         AgentDiag
+	OtherCores   float64 // CPU used by other processes of the box during the run, in cores
 }
 
 // E2EGroup is the repeated runs of one receiver and concurrency.
@@ -105,6 +109,22 @@ func cmpFloat(a, b float64) int {
 
 func (r E2EResult) LinesPerSec() float64 { return float64(r.Lines) / r.Elapsed.Seconds() }
 
+// Entries is the records the lines make: Lines unless multiline grouped them.
+func (r E2EResult) Entries() uint64 {
+	if r.Records == 0 {
+		return r.Lines
+	}
+	return r.Records
+}
+
+// RecordsPerSec is entries per second.
+func (r E2EResult) RecordsPerSec() float64 { return float64(r.Entries()) / r.Elapsed.Seconds() }
+
+// SustainedLines is Sustained (records acknowledged per second) in lines.
+func (r E2EResult) SustainedLines() float64 {
+	return r.Sustained * float64(r.Lines) / float64(r.Entries())
+}
+
 // CPUPerM is CPU-seconds per million lines over the agent's whole life.
 func (r E2EResult) CPUPerM() float64 { return r.AgentLife.CPU.Seconds() / (float64(r.Lines) / 1e6) }
 
@@ -115,15 +135,16 @@ func (r E2EResult) RecvCPUPerM() float64 { return r.RecvCPU.Seconds() / (float64
 
 // runner holds what every phase shares.
 type runner struct {
-	logf   func(string, ...any)
-	opts   options
-	reap   *reaper
-	tmp    string
-	agent  string
-	vlBin  string
-	bh     *blackhole
-	pollIv time.Duration
-	seq    int
+	logf      func(string, ...any)
+	opts      options
+	reap      *reaper
+	tmp       string
+	agent     string
+	vlBin     string
+	vlMissing bool // looked for and not found
+	bh        *blackhole
+	pollIv    time.Duration
+	seq       int
 }
 
 // quiet waits for the box to be idle before a measured run (-quiet-wait).
@@ -145,11 +166,27 @@ func (rn *runner) cleanup(dir string) {
 	}
 }
 
-// runE2E ships the pre-written backlog file through a fresh agent to the
-// named receiver and checks what arrived.
-func (rn *runner) runE2E(ctx context.Context, backlog, receiver string, conc int, dedup string, first bool) (E2EResult, error) {
-	n := rn.opts.Lines
-	res := E2EResult{Receiver: receiver, Concurrency: conc, Lines: n, Dedup: dedup}
+// e2eCase is what one end-to-end run ships: the files include matches (one
+// file, or a glob over a tree), holding lines physical lines that make
+// records entries (equal unless routes groups lines with multiline), and
+// the file-routing YAML given to the agent ("" for none).
+type e2eCase struct {
+	include string
+	lines   uint64
+	records uint64
+	routes  string
+}
+
+// oneLineCase is a backlog of one record per line.
+func oneLineCase(include string, lines uint64) e2eCase {
+	return e2eCase{include: include, lines: lines, records: lines}
+}
+
+// runE2E ships a pre-written backlog through a fresh agent to the named
+// receiver and checks what arrived: every record once, by seq.
+func (rn *runner) runE2E(ctx context.Context, c e2eCase, receiver string, conc int, dedup string, first bool) (E2EResult, error) {
+	n := c.records
+	res := E2EResult{Receiver: receiver, Concurrency: conc, Lines: c.lines, Records: n, Dedup: dedup}
 	rn.seq++
 	dir := filepath.Join(rn.tmp, fmt.Sprintf("e2e-%d-%s-c%d", rn.seq, receiver, conc))
 	defer rn.cleanup(dir)
@@ -183,7 +220,7 @@ func (rn *runner) runE2E(ctx context.Context, backlog, receiver string, conc int
 	}
 	rn.quiet(ctx)
 	cpu0, self0, busy0 := recvCPU(), selfCPU(), sampleBox()
-	a, err := startAgent(rn.reap, rn.agent, agentParams{DataDir: filepath.Join(dir, "agent"), File: backlog,
+	a, err := startAgent(rn.reap, rn.agent, agentParams{DataDir: filepath.Join(dir, "agent"), File: c.include, Routes: c.routes,
 		PushURL: pushURL, Concurrency: conc, BatchBytes: "1MiB", BatchWait: time.Second, SegmentSize: rn.opts.SegmentSize, DedupWindow: dedup, Env: rn.opts.AgentEnv})
 	if err != nil {
 		return res, err
@@ -213,6 +250,8 @@ func (rn *runner) runE2E(ctx context.Context, backlog, receiver string, conc int
 	}
 	res.OtherCores = otherLoad(busyD, ours, time.Since(a.started))
 	res.Diag = a.diagnose(ctx)
+	res.FilesPeak = st.Files.FilesPeak
+	res.MaxOpenFiles = a.maxOpenFiles(ctx)
 	if perf != nil {
 		rep, err := perf.stop(ctx)
 		if err != nil {
@@ -220,8 +259,8 @@ func (rn *runner) runE2E(ctx context.Context, backlog, receiver string, conc int
 		}
 		res.Perf = rep
 	}
-	if st.Files.LinesRead != n {
-		return res, fmt.Errorf("%s c=%d: agent read %d lines, want %d", receiver, conc, st.Files.LinesRead, n)
+	if st.Files.LinesRead != c.lines {
+		return res, fmt.Errorf("%s c=%d: agent read %d lines, want %d", receiver, conc, st.Files.LinesRead, c.lines)
 	}
 	u, err := a.proc.stop(30 * time.Second)
 	res.AgentLife = u

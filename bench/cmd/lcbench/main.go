@@ -1,6 +1,7 @@
 // Command lcbench measures log_capturer_go: WAL append throughput with group
-// commit, end-to-end file → agent → receiver throughput and cost, and
-// capture-to-ack latency at a fixed rate. It drives the real agent binary
+// commit, end-to-end file → agent → receiver throughput and cost (one file,
+// the same lines over many files, multiline entries), and capture-to-ack
+// latency at a fixed rate. It drives the real agent binary
 // (built from ./cmd/logcapturer) and a real VictoriaLogs; only the WAL
 // benchmark uses the wal package directly, as a library benchmark.
 //
@@ -39,6 +40,9 @@ type options struct {
 	SkipWAL          bool
 	SkipE2E          bool
 	SkipLatency      bool
+	SkipFiles        bool
+	MultilineFrames  int
+	E2EFiles         []int
 	TmpDir           string
 	Keep             bool
 	AgentBin         string
@@ -75,6 +79,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.SkipWAL, "skip-wal", false, "skip the WAL append benchmark")
 	fs.BoolVar(&o.SkipE2E, "skip-e2e", false, "skip the end-to-end runs")
 	fs.BoolVar(&o.SkipLatency, "skip-latency", false, "skip the fixed-rate latency run")
+	fs.BoolVar(&o.SkipFiles, "skip-files", false, "skip the many-files end-to-end runs (-e2e-files)")
+	fs.IntVar(&o.MultilineFrames, "e2e-multiline", 9, "multiline end-to-end case: entries of a head line plus this many Java stack frames, grouped by a file route with multiline preset java; -lines physical lines in all (0: off; off in -quick unless set)")
+	files := fs.String("e2e-files", "1,100,2000", "comma-separated file counts: the same -lines total spread over that many files in a directory tree, one end-to-end run set per count (independent of -skip-e2e)")
 	fs.StringVar(&o.TmpDir, "tmpdir", os.TempDir(), "where data dirs are created (use a real disk, not tmpfs)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (logs, configs, data)")
 	fs.StringVar(&o.AgentBin, "agent-bin", "", "use this logcapturer binary instead of building ./cmd/logcapturer")
@@ -119,6 +126,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		if !set["quiet-wait"] {
 			o.QuietWait = 0
 		}
+		if !set["e2e-files"] {
+			*files = "2000"
+		}
+		if !set["e2e-multiline"] {
+			o.MultilineFrames = 0
+		}
 	}
 	for _, s := range strings.Split(*conc, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(s))
@@ -133,6 +146,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("-latency-batch-wait: %q is not a positive duration", s)
 		}
 		o.LatencyBatchWait = append(o.LatencyBatchWait, d)
+	}
+	for _, s := range strings.Split(*files, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 100_000 {
+			return o, fmt.Errorf("-e2e-files: %q is not in 1..100000", s)
+		}
+		o.E2EFiles = append(o.E2EFiles, n)
 	}
 	o.Warmup = int64(*warm) << 20
 	for _, kv := range strings.Split(*agentEnv, ",") {
@@ -149,6 +172,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.Lines == 0 || o.Rate <= 0 || o.RateDuration <= 0 || o.WALDuration <= 0 {
 		return o, errors.New("-lines, -rate, -rate-duration and -wal-duration must be positive")
+	}
+	for _, n := range o.E2EFiles {
+		if uint64(n) > o.Lines {
+			return o, fmt.Errorf("-e2e-files: %d files for %d lines: every file needs a line", n, o.Lines)
+		}
+	}
+	if len(o.E2EFiles) == 0 {
+		o.SkipFiles = true
+	}
+	if o.MultilineFrames < 0 || o.MultilineFrames > 400 {
+		return o, fmt.Errorf("-e2e-multiline: %d is not in 0..400 (the preset's max_lines is 500)", o.MultilineFrames)
 	}
 	o.Args = args
 	return o, nil
@@ -213,7 +247,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if !o.SkipWAL {
 		rep.WAL = rn.walPhase(ctx, logf, fail)
 	}
-	if !o.SkipE2E || !o.SkipLatency {
+	if !o.SkipE2E || !o.SkipLatency || !o.SkipFiles || o.MultilineFrames > 0 {
 		if err := rn.prepareAgent(ctx, logf); err != nil {
 			fail("agent", err)
 		} else {
@@ -226,6 +260,12 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 				defer bh.Close()
 				if !o.SkipE2E {
 					rep.E2E, rep.BacklogWrite = rn.e2ePhase(ctx, logf, fail, rep)
+				}
+				if !o.SkipFiles && ctx.Err() == nil {
+					rep.Files = rn.filesPhase(ctx, logf, fail, rn.receivers(fail, rep))
+				}
+				if o.MultilineFrames > 0 && ctx.Err() == nil {
+					rep.Multiline = rn.multilinePhase(ctx, logf, fail, rn.receivers(fail, rep))
 				}
 				if !o.SkipLatency {
 					for _, bw := range o.LatencyBatchWait {
@@ -246,7 +286,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	text := rep.markdown()
 	fmt.Fprint(stdout, text)
 	if o.Out != "" {
-		if err := os.WriteFile(o.Out, []byte(text), 0o644); err != nil {
+		if err := writeReport(o.Out, text); err != nil {
 			fmt.Fprintln(stderr, "lcbench:", err)
 			return 1
 		}
@@ -317,17 +357,7 @@ func (rn *runner) e2ePhase(ctx context.Context, logf func(string, ...any), fail 
 		return nil, 0
 	}
 	logf("backlog: %d lines (%.0f MB) written in %v", rn.opts.Lines, float64(rn.opts.Lines)*LineBytes/1e6, took.Round(time.Millisecond))
-	receivers := []string{"blackhole"}
-	if !rn.opts.SkipVL {
-		bin, err := findVictoriaLogs(rn.opts.VLBin)
-		if err != nil {
-			fail("victorialogs", err)
-		} else {
-			rn.vlBin = bin
-			rep.Machine.VLVersion = victoriaLogsVersion(bin)
-			receivers = append(receivers, "victorialogs")
-		}
-	}
+	receivers := rn.receivers(fail, rep)
 	type combo struct {
 		recv, dedup string
 		conc        int
@@ -351,7 +381,7 @@ func (rn *runner) e2ePhase(ctx context.Context, logf func(string, ...any), fail 
 				return out, took
 			}
 			logf("e2e: %d lines → agent → %s, run %d of %d", rn.opts.Lines, name, i+1, rn.opts.Repeat)
-			r, err := rn.runE2E(ctx, backlog, cb.recv, cb.conc, cb.dedup, i == 0 && cb.dedup == rn.opts.DedupWindow)
+			r, err := rn.runE2E(ctx, oneLineCase(backlog, rn.opts.Lines), cb.recv, cb.conc, cb.dedup, i == 0 && cb.dedup == rn.opts.DedupWindow)
 			if err != nil {
 				fail(fmt.Sprintf("e2e %s run %d", name, i+1), err)
 				continue
@@ -368,6 +398,29 @@ func (rn *runner) e2ePhase(ctx context.Context, logf func(string, ...any), fail 
 		}
 	}
 	return out, took
+}
+
+// receivers lists the end-to-end receivers: the blackhole, and VictoriaLogs
+// unless -skip-vl or it cannot be found (looked for once).
+func (rn *runner) receivers(fail func(string, error), rep *report) []string {
+	out := []string{"blackhole"}
+	if rn.opts.SkipVL {
+		return out
+	}
+	if rn.vlBin == "" && !rn.vlMissing {
+		bin, err := findVictoriaLogs(rn.opts.VLBin)
+		if err != nil {
+			rn.vlMissing = true
+			fail("victorialogs", err)
+			return out
+		}
+		rn.vlBin = bin
+		rep.Machine.VLVersion = victoriaLogsVersion(bin)
+	}
+	if rn.vlBin != "" {
+		out = append(out, "victorialogs")
+	}
+	return out
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -31,6 +31,8 @@ type report struct {
 	WAL          []WALResult
 	BacklogWrite time.Duration
 	E2E          []E2EGroup
+	Files        []FilesGroup
+	Multiline    []MultilineGroup
 	Warmup       *WarmupResult
 	Latency      []LatencyResult
 	Perf         string // perf report excerpt, when -perf was given
@@ -102,12 +104,24 @@ func (r *report) bestE2E(receiver string) (E2EResult, bool) {
 // figures are flagged.
 const busyWarn = 0.25
 
+// allE2E is every end-to-end group: one backlog file and many files.
+func (r *report) allE2E() []E2EGroup {
+	out := append([]E2EGroup(nil), r.E2E...)
+	for _, g := range r.Files {
+		out = append(out, g.E2EGroup)
+	}
+	for _, g := range r.Multiline {
+		out = append(out, g.E2EGroup)
+	}
+	return out
+}
+
 func (r *report) maxOtherLoad() float64 {
 	var m float64
 	for _, w := range r.WAL {
 		m = max(m, w.OtherCores)
 	}
-	for _, g := range r.E2E {
+	for _, g := range r.allE2E() {
 		for _, e := range g.Runs {
 			m = max(m, e.OtherCores)
 		}
@@ -162,6 +176,8 @@ func (r *report) markdown() string {
 	r.walSection(p)
 	r.e2eSection(p)
 	r.latencySection(p)
+	r.filesSection(p)
+	r.multilineSection(p)
 	if r.Perf != "" {
 		p("## Agent CPU profile (perf, first blackhole run)\n\n```\n%s```\n\n", r.Perf)
 	}
@@ -202,12 +218,14 @@ func (r *report) summary(p func(string, ...any)) {
 		p("| agent peak RSS at %s lines/s (batch_wait %v) | %.1f MiB | ≤ 40 MiB | %s |\n",
 			fmtInt(float64(l.Rate)), l.BatchWait, mib(l.AgentHWM), atMost(float64(l.AgentHWM), targetRSSAtRate))
 	}
+	r.filesSummary(p)
+	r.multilineSummary(p)
 	var lost, dups, lines uint64
-	for _, g := range r.E2E {
+	for _, g := range r.allE2E() {
 		for _, e := range g.Runs {
 			lost += e.Missing
 			dups += e.Dups
-			lines += e.Lines
+			lines += e.Entries()
 		}
 	}
 	for _, l := range r.Latency {
@@ -352,6 +370,130 @@ func (r *report) method(p func(string, ...any)) {
 	p("## How to reproduce\n\n")
 	p("```\nmake bench                                   # go run ./bench/cmd/lcbench -out bench/RESULTS.md\n")
 	p("go run ./bench/cmd/lcbench -quick             # CI: 100k lines, 1 s WAL variants, 5 s latency run\n")
-	p("go run ./bench/cmd/lcbench -skip-vl -lines 200000 -concurrency 2,4 -latency-batch-wait 1s,100ms\n```\n\n")
+	p("go run ./bench/cmd/lcbench -skip-vl -lines 200000 -concurrency 2,4 -latency-batch-wait 1s,100ms\n")
+	p("go run ./bench/cmd/lcbench -skip-wal -skip-e2e -skip-latency -e2e-files 1,100,2000 -e2e-multiline 0   # only the many-files runs (make bench-files)\n")
+	p("go run ./bench/cmd/lcbench -skip-wal -skip-e2e -skip-latency -skip-files -e2e-multiline 9           # only the multiline runs\n```\n\n")
 	p("VictoriaLogs is found through -vl-bin, $VICTORIA_LOGS_BIN, PATH or $(go env GOPATH)/bin (`%s`). Each VictoriaLogs run uses a fresh data dir; counts come from `* | extract \"seq=<seq> \" | stats count() c, count_uniq(seq) u` after /internal/force_flush.\n", vlInstall)
+}
+
+func filesWord(n int) string {
+	if n == 1 {
+		return "1 file"
+	}
+	return fmtInt(float64(n)) + " files"
+}
+
+// filesByCount returns the many-files groups of one receiver, in run order.
+func (r *report) filesByCount(receiver string) []FilesGroup {
+	var out []FilesGroup
+	for _, g := range r.Files {
+		if g.Receiver == receiver {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func (r *report) filesSummary(p func(string, ...any)) {
+	recv := "victorialogs"
+	gs := r.filesByCount(recv)
+	if len(gs) == 0 {
+		recv = "blackhole"
+		gs = r.filesByCount(recv)
+	}
+	for _, g := range gs {
+		e := g.Median()
+		p("| end to end, %s lines over %s (max_open_files %d) → %s, all lines, timed from exec | %s lines/s | ≥ 300,000 lines/s | %s |\n",
+			fmtInt(float64(e.Lines)), filesWord(g.Files), e.MaxOpenFiles, recv, fmtInt(e.LinesPerSec()), atLeast(e.LinesPerSec(), targetE2ELines))
+		p("| agent CPU per million lines, same run (%s) | %.2f CPU-s (peak RSS %.1f MiB) | ≤ 1.0 CPU-s | %s |\n",
+			filesWord(g.Files), e.CPUPerM(), mib(e.AgentRun.HWM), atMost(e.CPUPerM(), targetCPUPerM))
+	}
+}
+
+func (r *report) filesSection(p func(string, ...any)) {
+	if len(r.Files) == 0 {
+		return
+	}
+	p("## 4. End to end with many files\n\n")
+	p("The same %s lines (%d B each, unique `seq=`) are spread over N files in contiguous runs, %d files per directory, two directory levels (`tree/gG/dDDD/app-NNNNN.log`), all **written before the agent started**; a fresh agent follows `tree/**/*.log` from the beginning. Agent config as in the one-file runs: fsync on (sync_interval 10ms, sync_bytes 1MiB), wal.segment_size %s, Loki sink batch_bytes 1MiB, batch_wait 1s, concurrency %d, dedup %s, log level warn, and the default `files_config.max_open_files` (the column shows the value read back from the agent's /config: files beyond it wait for a slot, and a file at EOF gives its slot up while others wait; \"files open (peak)\" is the agent's files_open_peak). Time runs from the agent's exec until `/stats` shows every line acknowledged. Each row is the median run (by lines/s) of %d; ranges are min–max.\n\n",
+		fmtInt(float64(r.Opts.Lines)), LineBytes, filesPerDir, r.Opts.SegmentSize, r.Opts.Concurrency[0], dedupShort(r.Opts.DedupWindow), r.Opts.Repeat)
+	p("| files | lines per file | receiver | max_open_files | files open (peak) | seconds to all lines | lines/s, all lines (range) | lines/s sustained 10–90 %% | agent CPU-s per M lines, life (range) | agent peak RSS (VmHWM) | receiver CPU-s per M lines | received | unique | duplicates | missing | other processes (cores) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, g := range r.Files {
+		e := g.Median()
+		lo, hi := g.Range(E2EResult.LinesPerSec)
+		clo, chi := g.Range(E2EResult.CPUPerM)
+		p("| %s | %s | %s | %d | %d | %.2f | %s (%s–%s) | %s | %.2f (%.2f–%.2f) | %.1f MiB | %.2f | %s | %s | %d | %d | %.2f |\n",
+			fmtInt(float64(g.Files)), fmtInt(float64(e.Lines)/float64(g.Files)), e.Receiver, e.MaxOpenFiles, e.FilesPeak, e.Elapsed.Seconds(),
+			fmtInt(e.LinesPerSec()), fmtInt(lo), fmtInt(hi), fmtInt(e.Sustained), e.CPUPerM(), clo, chi, mib(e.AgentRun.HWM), e.RecvCPUPerM(),
+			fmtInt(float64(e.Received)), fmtInt(float64(e.Unique)), e.Dups, e.Missing, e.OtherCores)
+	}
+	p("\n")
+	for _, g := range r.Files {
+		for i, e := range g.Runs {
+			if e.StopErr != "" {
+				p("- %d files %s run %d: agent stop: %s\n", g.Files, e.Receiver, i+1, e.StopErr)
+			}
+			if e.Missing > 0 || e.Dups > 0 {
+				p("- %d files %s run %d: %d missing, %d duplicates\n", g.Files, e.Receiver, i+1, e.Missing, e.Dups)
+			}
+		}
+	}
+	p("Agent internals at the end of the median run:\n\n")
+	p("| files | receiver | heap in use | GC cycles | WAL fsyncs | push requests | bytes read (files + WAL segments) | bytes written |\n|---|---|---|---|---|---|---|---|\n")
+	for _, g := range r.Files {
+		e := g.Median()
+		d := e.Diag
+		p("| %s | %s | %.1f MiB | %.0f | %.0f | %.0f | %.0f MB | %.0f MB |\n", fmtInt(float64(g.Files)), e.Receiver, d.HeapInuse/(1<<20),
+			d.GCCycles, d.Fsyncs, d.Batches, float64(d.ReadBytes)/1e6, float64(d.WriteBytes)/1e6)
+	}
+	p("\n")
+}
+
+func (r *report) multilineSummary(p func(string, ...any)) {
+	var best *MultilineGroup
+	for i := range r.Multiline {
+		if best == nil || r.Multiline[i].Receiver == "victorialogs" {
+			best = &r.Multiline[i]
+		}
+	}
+	if best == nil {
+		return
+	}
+	e := best.Median()
+	p("| end to end with multiline (preset %s, %d lines per entry) → %s, all lines, timed from exec | %s lines/s (%s entries/s) | ≥ 300,000 lines/s | %s |\n",
+		multilinePreset, 1+best.Frames, e.Receiver, fmtInt(e.LinesPerSec()), fmtInt(e.RecordsPerSec()), atLeast(e.LinesPerSec(), targetE2ELines))
+	p("| agent CPU per million lines, same run (multiline) | %.2f CPU-s (peak RSS %.1f MiB) | ≤ 1.0 CPU-s | %s |\n",
+		e.CPUPerM(), mib(e.AgentRun.HWM), atMost(e.CPUPerM(), targetCPUPerM))
+}
+
+func (r *report) multilineSection(p func(string, ...any)) {
+	if len(r.Multiline) == 0 {
+		return
+	}
+	g0 := r.Multiline[0]
+	e0 := g0.Median()
+	p("## 5. End to end with multiline\n\n")
+	p("One file of %s entries, each a generated head line (unique `seq=`) followed by %d Java stack frame lines (`\\tat com.example...(X.java:N)`), %s lines in all, written before the agent started. The agent gets a file route (`$SSW_FILE_CONFIG`) matching the file with `multiline: {preset: %s}`, so each entry is one WAL record and one Loki entry; the receivers count entries by seq. Agent config otherwise as in the one-file runs (concurrency %d, dedup %s). Lines/s count physical lines; the final entry waits for the preset's flush_timeout (1s) after the file is read. Each row is the median run of %d.\n\n",
+		fmtInt(float64(e0.Entries())), g0.Frames, fmtInt(float64(e0.Lines)), multilinePreset, r.Opts.Concurrency[0], dedupShort(r.Opts.DedupWindow), r.Opts.Repeat)
+	p("| receiver | lines per entry | seconds to all entries | lines/s, all lines (range) | entries/s | lines/s sustained 10–90 %% | agent CPU-s per M lines, life (range) | agent peak RSS (VmHWM) | receiver CPU-s per M lines | entries received | unique | duplicates | missing | other processes (cores) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, g := range r.Multiline {
+		e := g.Median()
+		lo, hi := g.Range(E2EResult.LinesPerSec)
+		clo, chi := g.Range(E2EResult.CPUPerM)
+		p("| %s | %d | %.2f | %s (%s–%s) | %s | %s | %.2f (%.2f–%.2f) | %.1f MiB | %.2f | %s | %s | %d | %d | %.2f |\n",
+			e.Receiver, 1+g.Frames, e.Elapsed.Seconds(), fmtInt(e.LinesPerSec()), fmtInt(lo), fmtInt(hi), fmtInt(e.RecordsPerSec()), fmtInt(e.SustainedLines()),
+			e.CPUPerM(), clo, chi, mib(e.AgentRun.HWM), e.RecvCPUPerM(), fmtInt(float64(e.Received)), fmtInt(float64(e.Unique)), e.Dups, e.Missing, e.OtherCores)
+	}
+	p("\n")
+	for _, g := range r.Multiline {
+		for i, e := range g.Runs {
+			if e.StopErr != "" {
+				p("- multiline %s run %d: agent stop: %s\n", e.Receiver, i+1, e.StopErr)
+			}
+			if e.Missing > 0 || e.Dups > 0 {
+				p("- multiline %s run %d: %d missing, %d duplicates\n", e.Receiver, i+1, e.Missing, e.Dups)
+			}
+		}
+	}
+	p("\n")
 }
