@@ -90,8 +90,12 @@ type FilesConfig struct {
 	// that stopped growing (reopened by identity when it changes).
 	MaxOpenFiles int           `yaml:"max_open_files"`
 	IdleTimeout  time.Duration `yaml:"idle_timeout"`
-	InvalidUTF8  string        `yaml:"invalid_utf8"` // escape|replace|keep
-	Encoding     string        `yaml:"encoding"`     // utf-8|latin1
+	// MaxInflightBytes bounds the memory of the file source: the payload
+	// bytes of all files being built or appended to the WAL and not yet
+	// acknowledged. Files wait for it in turn.
+	MaxInflightBytes ByteSize `yaml:"max_inflight_bytes"`
+	InvalidUTF8      string   `yaml:"invalid_utf8"` // escape|replace|keep
+	Encoding         string   `yaml:"encoding"`     // utf-8|latin1
 }
 
 // ContainersConfig configures the Docker source (parsed and validated; the
@@ -254,19 +258,20 @@ func Default() *Config {
 			SegmentCache:  2,
 		},
 		Files: FilesConfig{
-			Enabled:      true,
-			Include:      []string{"/var/log/*.log"},
-			Exclude:      []string{"*.gz"},
-			MaxLineBytes: 256 * KiB,
-			PollInterval: 250 * time.Millisecond,
-			ScanInterval: 2 * time.Second,
-			StartAt:      "beginning",
-			Labels:       map[string]string{"job": "logcapturer"},
-			RotateWait:   5 * time.Second,
-			MaxOpenFiles: 1024,
-			IdleTimeout:  5 * time.Minute,
-			InvalidUTF8:  "escape",
-			Encoding:     "utf-8",
+			Enabled:          true,
+			Include:          []string{"/var/log/*.log"},
+			Exclude:          []string{"*.gz"},
+			MaxLineBytes:     256 * KiB,
+			PollInterval:     250 * time.Millisecond,
+			ScanInterval:     2 * time.Second,
+			StartAt:          "beginning",
+			Labels:           map[string]string{"job": "logcapturer"},
+			RotateWait:       5 * time.Second,
+			MaxOpenFiles:     1024,
+			IdleTimeout:      5 * time.Minute,
+			MaxInflightBytes: 8 * MiB,
+			InvalidUTF8:      "escape",
+			Encoding:         "utf-8",
 		},
 		Containers: ContainersConfig{
 			Socket:        "unix:///var/run/docker.sock",

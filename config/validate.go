@@ -103,6 +103,7 @@ func (f *FilesConfig) validate(p *problems) {
 	p.labels("files_config.labels", f.Labels)
 	p.durationRange("files_config.rotate_wait", f.RotateWait, time.Millisecond, 24*time.Hour)
 	p.intRange("files_config.max_open_files", f.MaxOpenFiles, 1, 1<<20)
+	p.sizeRange("files_config.max_inflight_bytes", f.MaxInflightBytes, 64*KiB, 1*GiB)
 	p.durationRange("files_config.idle_timeout", f.IdleTimeout, time.Millisecond, 24*time.Hour)
 	p.oneOf("files_config.invalid_utf8", f.InvalidUTF8, "escape", "replace", "keep")
 	p.oneOf("files_config.encoding", f.Encoding, "utf-8", "latin1")

@@ -38,6 +38,7 @@ func TestValidateRules(t *testing.T) {
 		"scan 0":                 {func(c *Config) { c.Files.ScanInterval = 0 }, "files_config.scan_interval must be between"},
 		"start_at":               {func(c *Config) { c.Files.StartAt = "middle" }, `files_config.start_at must be one of beginning|end, got "middle"`},
 		"open files 0":           {func(c *Config) { c.Files.MaxOpenFiles = 0 }, "files_config.max_open_files must be between 1 and"},
+		"inflight bytes small":   {func(c *Config) { c.Files.MaxInflightBytes = 4 * KiB }, "files_config.max_inflight_bytes must be between 64KiB and 1GiB, got 4KiB"},
 		"idle timeout 0":         {func(c *Config) { c.Files.IdleTimeout = 0 }, "files_config.idle_timeout must be between"},
 		"rotate wait 0":          {func(c *Config) { c.Files.RotateWait = 0 }, "files_config.rotate_wait must be between"},
 		"invalid_utf8":           {func(c *Config) { c.Files.InvalidUTF8 = "drop" }, `files_config.invalid_utf8 must be one of escape|replace|keep, got "drop"`},

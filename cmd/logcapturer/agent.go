@@ -101,21 +101,22 @@ func newAgent(cfg *config.Config, logger zerolog.Logger) (_ *agent, err error) {
 	if cfg.Files.Enabled {
 		host, _ := os.Hostname()
 		a.source, err = file.New(file.Config{
-			Include:       cfg.Files.Include,
-			Exclude:       cfg.Files.Exclude,
-			MaxLineBytes:  int(cfg.Files.MaxLineBytes.Bytes()),
-			MaxEntryBytes: int(cfg.WAL.MaxEntryBytes.Bytes()),
-			PollInterval:  cfg.Files.PollInterval,
-			ScanInterval:  cfg.Files.ScanInterval,
-			StartAt:       cfg.Files.StartAt,
-			RotateWait:    cfg.Files.RotateWait,
-			MaxOpenFiles:  cfg.Files.MaxOpenFiles,
-			IdleTimeout:   cfg.Files.IdleTimeout,
-			InvalidUTF8:   cfg.Files.InvalidUTF8,
-			Encoding:      cfg.Files.Encoding,
-			Labels:        cfg.Files.Labels,
-			Hostname:      host,
-			Routes:        fileRoutes(cfg.FilePipeline),
+			Include:          cfg.Files.Include,
+			Exclude:          cfg.Files.Exclude,
+			MaxLineBytes:     int(cfg.Files.MaxLineBytes.Bytes()),
+			MaxEntryBytes:    int(cfg.WAL.MaxEntryBytes.Bytes()),
+			PollInterval:     cfg.Files.PollInterval,
+			ScanInterval:     cfg.Files.ScanInterval,
+			StartAt:          cfg.Files.StartAt,
+			RotateWait:       cfg.Files.RotateWait,
+			MaxOpenFiles:     cfg.Files.MaxOpenFiles,
+			MaxInflightBytes: int(cfg.Files.MaxInflightBytes.Bytes()),
+			IdleTimeout:      cfg.Files.IdleTimeout,
+			InvalidUTF8:      cfg.Files.InvalidUTF8,
+			Encoding:         cfg.Files.Encoding,
+			Labels:           cfg.Files.Labels,
+			Hostname:         host,
+			Routes:           fileRoutes(cfg.FilePipeline),
 		}, a.log, ckpt, saved, logger, a.reg)
 		if err != nil {
 			return nil, err

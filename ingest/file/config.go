@@ -48,6 +48,10 @@ type Config struct {
 	MaxEntryBytes int
 	// MaxInflight caps the payloads of one file appended but not yet acked.
 	MaxInflight int
+	// MaxInflightBytes bounds the payload bytes of all files together:
+	// being built, or appended and not yet acked. Files wait for it in
+	// turn; a payload larger than the whole budget is built alone.
+	MaxInflightBytes int
 	// PollInterval is how long a file at EOF waits for a hint before it
 	// checks again.
 	PollInterval time.Duration
@@ -121,6 +125,7 @@ func DefaultConfig() Config {
 		MaxLineBytes:     256 << 10,
 		MaxEntryBytes:    1 << 20,
 		MaxInflight:      4,
+		MaxInflightBytes: DefaultMaxInflightBytes,
 		PollInterval:     250 * time.Millisecond,
 		ScanInterval:     10 * time.Second,
 		RotateWait:       5 * time.Second,
@@ -143,6 +148,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = d.MaxInflight
+	}
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = d.MaxInflightBytes
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = d.PollInterval
@@ -198,6 +206,16 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// DefaultMaxInflightBytes is the default of Config.MaxInflightBytes: room
+// for a WAL group commit's worth of payloads while the whole agent stays
+// within tens of MiB, however many files are open.
+const DefaultMaxInflightBytes = 8 << 20
+
+const (
+	minInflightBytes = 4 << 10
+	maxInflightBytes = 1 << 30
+)
+
 // entrySlack is the room a payload needs beyond its longest line: header,
 // source table, label set and per-record framing.
 const entrySlack = 4 << 10
@@ -226,6 +244,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInflight < 1 || c.MaxInflight > 1024 {
 		bad("file: max_inflight %d: must be in [1, 1024]", c.MaxInflight)
+	}
+	if c.MaxInflightBytes < minInflightBytes || c.MaxInflightBytes > maxInflightBytes {
+		bad("file: max_inflight_bytes %d: must be in [%d, %d]", c.MaxInflightBytes, minInflightBytes, maxInflightBytes)
 	}
 	if c.PollInterval < time.Millisecond {
 		bad("file: poll_interval %s: must be at least 1ms", c.PollInterval)

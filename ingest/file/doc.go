@@ -98,8 +98,9 @@
 // pieces cut at max_lines/max_bytes, and entries flushed by the timeout.
 //
 // Records accumulate into one payload per file, appended at MaxEntryBytes or at
-// EOF, with at most MaxInflight payloads of a file awaiting their ack. The
-// read position runs ahead; the persisted position (Checkpointer.SetPosition)
+// EOF, with at most MaxInflight payloads of a file awaiting their ack, and
+// at most MaxInflightBytes of payloads (being built, or appended and not yet
+// acked) for all files together (see Memory). The read position runs ahead; the persisted position (Checkpointer.SetPosition)
 // moves only when the WAL acknowledged every payload of the file up to it, in
 // append order. After a failed append the file waits for its in-flight
 // payloads, then reads again from the last acknowledged line (at-least-once:
@@ -175,6 +176,26 @@
 // without growth. A closed file keeps its position and is reopened, by
 // identity, when a scan or an event sees it change. Identity checks and copy
 // searches open one more file at a time, briefly.
+//
+// # Memory
+//
+// What the source holds does not grow with the number of files. Payload
+// bytes are bounded by MaxInflightBytes, one budget shared by all files: a
+// file reserves budget before it adds a record to its payload (a step at a
+// time), hands the reservation to the payload when it is appended (shrunk to
+// the payload's size), and the WAL's ack gives it back. Files get budget in
+// the order they asked for it; a file that cannot grow its reservation at
+// once, or sees others waiting, appends what it has built and waits in line
+// holding nothing but payloads in flight, so no file starves another and
+// waiters never deadlock. A single record larger than the whole budget is
+// let through alone, once nothing else is held. Read buffers
+// (ReadBufferBytes) are shared too: 2 to 8 of them (MaxInflightBytes /
+// (2 MaxEntryBytes)), lent for a turn; when files wait for one, a file that
+// has read max(MaxEntryBytes, 4 ReadBufferBytes) in its turn appends its
+// payload and lines up again. A file with nothing new to read does not wait
+// for a buffer. Positions and acks are untouched: the budget only decides
+// when a payload is built and appended. Stats: inflight_bytes (and peak,
+// limit), inflight_budget_waits, read_buffer_waits.
 //
 // # Goroutines
 //

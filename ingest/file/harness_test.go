@@ -39,6 +39,7 @@ type pendingAck struct {
 	idx  uint64
 	err  error
 	done func(uint64, error)
+	size int
 }
 
 // testWAL implements the ingest.Appender contract for tests: it decodes every
@@ -63,6 +64,13 @@ type testWAL struct {
 	maxInfl    int
 	maxPayload int
 	entered    chan struct{} // signalled on each Append call
+	// Payload bytes appended and not yet acked, their peak, and Appends
+	// that broke budget (set by the test): the bytes in flight plus the new
+	// payload exceed it while something else is in flight.
+	bytesInfl    int
+	maxBytesInfl int
+	budget       int
+	overBudget   int
 }
 
 func newTestWAL(t *testing.T) *testWAL {
@@ -122,12 +130,17 @@ func (w *testWAL) Append(ctx context.Context, payload []byte, done func(uint64, 
 	w.mu.Lock()
 	w.next++
 	idx := w.next
+	if w.budget > 0 && w.bytesInfl > 0 && w.bytesInfl+len(payload) > w.budget {
+		w.overBudget++
+	}
+	w.bytesInfl += len(payload)
+	w.maxBytesInfl = max(w.maxBytesInfl, w.bytesInfl)
 	if len(recs) > 0 {
 		w.inflight[recs[0].source]++
 		w.maxInfl = max(w.maxInfl, w.inflight[recs[0].source])
 	}
 	w.mu.Unlock()
-	w.queue <- pendingAck{recs: recs, idx: idx, err: ackErr, done: done}
+	w.queue <- pendingAck{recs: recs, idx: idx, err: ackErr, done: done, size: len(payload)}
 	return nil
 }
 
@@ -172,6 +185,7 @@ func (w *testWAL) ackLoop() {
 		if len(p.recs) > 0 {
 			w.inflight[p.recs[0].source]--
 		}
+		w.bytesInfl -= p.size
 		w.mu.Unlock()
 		p.done(p.idx, p.err)
 	}

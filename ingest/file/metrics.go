@@ -45,6 +45,9 @@ type counters struct {
 	acksOutOfOrder   atomic.Uint64
 	positionsDropped atomic.Uint64
 	scans            atomic.Uint64
+
+	budget *byteBudget // payload bytes of all files (set by New)
+	reads  *readSlots  // read buffers lent out (set by New)
 }
 
 // opened counts a file opened and keeps the peak.
@@ -111,9 +114,34 @@ type Stats struct {
 	PositionsDropped  uint64  `json:"positions_dropped"`
 	AcksOutOfOrder    uint64  `json:"acks_out_of_order"`
 	Scans             uint64  `json:"scans"`
+
+	// Memory budget (max_inflight_bytes): payload bytes being built or
+	// appended and not yet acked, its peak and limit, and the waits of
+	// files for it and for a read buffer.
+	InflightBytes      int64   `json:"inflight_bytes"`
+	InflightBytesPeak  int64   `json:"inflight_bytes_peak"`
+	InflightBytesLimit int64   `json:"inflight_bytes_limit"`
+	BudgetWaits        uint64  `json:"inflight_budget_waits"`
+	BudgetWaitSeconds  float64 `json:"inflight_budget_wait_seconds"`
+	ReadBufferWaits    uint64  `json:"read_buffer_waits"`
 }
 
 func (c *counters) snapshot() Stats {
+	st := c.snapshotCounters()
+	if c.budget != nil {
+		st.InflightBytes = c.budget.inUse.Load()
+		st.InflightBytesPeak = c.budget.peak.Load()
+		st.InflightBytesLimit = c.budget.max
+		st.BudgetWaits = c.budget.waits.Load()
+		st.BudgetWaitSeconds = float64(c.budget.waitNanos.Load()) / 1e9
+	}
+	if c.reads != nil {
+		st.ReadBufferWaits = c.reads.waits.Load()
+	}
+	return st
+}
+
+func (c *counters) snapshotCounters() Stats {
 	return Stats{
 		FilesOpen:             c.filesOpen.Load(),
 		FilesPeak:             c.filesOpenPeak.Load(),
@@ -215,6 +243,16 @@ func newCollector(c *counters) *collector {
 		d("event_overflows_total", "File system event queue overflows (each triggers a rescan).", prometheus.CounterValue, u(&c.overflows)),
 		d("acks_out_of_order_total", "WAL acks that arrived out of append order (positions still advance in order).", prometheus.CounterValue, u(&c.acksOutOfOrder)),
 		d("positions_dropped_total", "Saved positions dropped because their file is gone.", prometheus.CounterValue, u(&c.positionsDropped)),
+		d("inflight_bytes", "Payload bytes of all files being built or appended to the WAL and not yet acknowledged (bounded by files_config.max_inflight_bytes).", prometheus.GaugeValue,
+			func(c *counters) float64 { return float64(c.budget.inUse.Load()) }),
+		d("inflight_bytes_limit", "files_config.max_inflight_bytes: the bound of inflight_bytes (one payload larger than it is let through alone).", prometheus.GaugeValue,
+			func(c *counters) float64 { return float64(c.budget.max) }),
+		d("inflight_budget_waits_total", "Times a file waited for room under files_config.max_inflight_bytes.", prometheus.CounterValue,
+			func(c *counters) float64 { return float64(c.budget.waits.Load()) }),
+		d("inflight_budget_wait_seconds_total", "Time files spent waiting for room under files_config.max_inflight_bytes.", prometheus.CounterValue,
+			func(c *counters) float64 { return float64(c.budget.waitNanos.Load()) / 1e9 }),
+		d("read_buffer_waits_total", "Times a file with data to read waited for one of the shared read buffers.", prometheus.CounterValue,
+			func(c *counters) float64 { return float64(c.reads.waits.Load()) }),
 	}}
 }
 

@@ -40,9 +40,14 @@ type Source struct {
 	routes       []route
 	readCompress bool // an include pattern names compressed files itself
 
-	readBufs sync.Pool // *[]byte of cfg.ReadBufferBytes
-	payloads sync.Pool // *[]byte
-	builders sync.Pool // *record.Builder
+	// Memory shared by all files (see budget.go): payload bytes, read
+	// buffers lent for one turn of reading, pooled payload buffers.
+	budget    *byteBudget
+	reads     *readSlots
+	payloads  *payloadPool
+	builders  sync.Pool // *record.Builder
+	step      int64     // budget reserved at a time for a payload being built
+	turnBytes uint64    // a file reads this much before it lets waiting files read
 
 	lastGen atomic.Uint64
 	started atomic.Bool
@@ -212,9 +217,12 @@ func New(cfg Config, app ingest.Appender, cp ingest.Checkpointer, saved []ingest
 	for i := range s.routes {
 		s.routes[i].static = staticLabels(cfg.Labels, s.routes[i].labels, cfg.Hostname)
 	}
-	bufSize := cfg.ReadBufferBytes
-	s.readBufs.New = func() any { b := make([]byte, bufSize); return &b }
-	s.payloads.New = func() any { b := []byte(nil); return &b }
+	s.budget = newByteBudget(int64(cfg.MaxInflightBytes))
+	s.reads = newReadSlots(readSlotsFor(cfg), cfg.ReadBufferBytes)
+	s.payloads = newPayloadPool(cfg.MaxEntryBytes)
+	s.step = min(max(int64(cfg.MaxInflightBytes)/16, 4<<10), 64<<10)
+	s.turnBytes = uint64(max(cfg.MaxEntryBytes, 4*cfg.ReadBufferBytes))
+	s.cnt.budget, s.cnt.reads = s.budget, s.reads
 	s.builders.New = func() any { return record.NewBuilder() }
 	s.loadSaved(saved)
 	if err := register(reg, newCollector(s.cnt)); err != nil {

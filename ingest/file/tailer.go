@@ -82,6 +82,7 @@ type tailer struct {
 	src      *os.File // the file being read: f, or a rotated copy
 	b        *record.Builder
 	bEnd     uint64
+	resv     int64 // budget held for b (Source.budget)
 	ts       int64
 	now      time.Time // when the bytes being framed were read
 	startOff uint64
@@ -273,6 +274,7 @@ func (t *tailer) hasFailed() bool {
 func (t *tailer) run(ctx context.Context) {
 	t.loadRing(t.fr.off)
 	hb, requeue := t.loop(ctx)
+	t.releaseBuilder() // every exit has appended or dropped it; the budget is given back either way
 	t.flushCounters()
 	_ = t.f.Close()
 	t.s.cnt.filesOpen.Add(-1)
@@ -468,45 +470,11 @@ func (t *tailer) handBack() *resumeEntry {
 // *changeError says they are not (or the file is shorter than the read
 // position).
 func (t *tailer) readFrom(ctx context.Context, f *os.File) (uint64, error) {
-	bp := t.s.readBufs.Get().(*[]byte)
-	defer t.s.readBufs.Put(bp)
-	buf := *bp
 	t.src = f
 	defer func() { t.src = t.f }()
-	emit := t.emitter(ctx)
-	var total uint64
-	for {
-		off := t.fr.off
-		ov := 0
-		if t.ringEnd == off {
-			ov = min(len(t.ring), markBytes)
-		}
-		n, err := f.ReadAt(buf, int64(off)-int64(ov))
-		if err != nil && !errors.Is(err, io.EOF) {
-			return total, fmt.Errorf("file: read %s: %w", t.currentPath(), err)
-		}
-		if n < ov {
-			return total, &changeError{identTruncated}
-		}
-		if !bytes.Equal(buf[:ov], t.ring[len(t.ring)-ov:]) {
-			return total, &changeError{identRewritten}
-		}
-		if data := buf[ov:n]; len(data) > 0 {
-			t.now = time.Now()
-			t.ts = t.now.UnixNano()
-			if ferr := t.fr.feed(data, emit); ferr != nil {
-				return total, ferr
-			}
-			t.pushRing(data, t.fr.off)
-			total += uint64(len(data))
-			t.readOff.Store(t.fr.off)
-		}
-		if err != nil {
-			break // io.EOF
-		}
-		if ctx.Err() != nil {
-			return total, ctx.Err()
-		}
+	total, err := t.readChunks(ctx, f)
+	if err != nil {
+		return total, err
 	}
 	if total > 0 {
 		t.s.cnt.bytes.Add(total)
@@ -530,6 +498,97 @@ func (t *tailer) readFrom(ctx context.Context, f *os.File) (uint64, error) {
 	t.releaseBuilder()
 	t.conv.release()
 	return total, nil
+}
+
+// readChunks is readFrom's read loop. It reads with one of the source's
+// shared read buffers (Source.reads), lent for a turn: when files wait for
+// one, a file that has read turnBytes appends what it has built and lines
+// up again. Lines alias the buffer only while framed, so nothing keeps it
+// between turns. A file with nothing new does not wait for a buffer.
+func (t *tailer) readChunks(ctx context.Context, f *os.File) (uint64, error) {
+	bp, ok := t.s.reads.tryGet()
+	if !ok {
+		if f == t.f {
+			if fi, err := f.Stat(); err == nil && uint64(fi.Size()) == t.fr.off {
+				return 0, nil // at its end: nothing to read
+			}
+		}
+		var err error
+		if bp, err = t.waitReadBuf(ctx); err != nil {
+			return 0, err
+		}
+	}
+	defer func() {
+		if bp != nil {
+			t.s.reads.put(bp)
+		}
+	}()
+	emit := t.emitter(ctx)
+	var total, turn uint64
+	for {
+		buf := *bp
+		off := t.fr.off
+		ov := 0
+		if t.ringEnd == off {
+			ov = min(len(t.ring), markBytes)
+		}
+		n, err := f.ReadAt(buf, int64(off)-int64(ov))
+		if err != nil && !errors.Is(err, io.EOF) {
+			return total, fmt.Errorf("file: read %s: %w", t.currentPath(), err)
+		}
+		if n < ov {
+			return total, &changeError{identTruncated}
+		}
+		if !bytes.Equal(buf[:ov], t.ring[len(t.ring)-ov:]) {
+			return total, &changeError{identRewritten}
+		}
+		if data := buf[ov:n]; len(data) > 0 {
+			t.now = time.Now()
+			t.ts = t.now.UnixNano()
+			if ferr := t.fr.feed(data, emit); ferr != nil {
+				return total, ferr
+			}
+			t.pushRing(data, t.fr.off)
+			total += uint64(len(data))
+			turn += uint64(len(data))
+			t.readOff.Store(t.fr.off)
+		}
+		if err != nil {
+			return total, nil // io.EOF
+		}
+		if ctx.Err() != nil {
+			return total, ctx.Err()
+		}
+		if turn >= t.s.turnBytes && t.s.reads.contended() {
+			// Others wait for a buffer: give this one up, holding nothing
+			// of the budget while waiting in line for the next.
+			if t.b != nil && t.b.Len() > 0 {
+				if err := t.appendBatch(ctx); err != nil {
+					return total, err
+				}
+			}
+			t.releaseBuilder()
+			t.s.reads.put(bp)
+			bp = nil
+			if bp, err = t.s.reads.get(ctx); err != nil {
+				return total, err
+			}
+			turn = 0
+		}
+	}
+}
+
+// waitReadBuf waits for a read buffer. What was built before is appended
+// first: a file must not hold budget while it waits (see byteBudget), nor
+// a builder (only files that read need one).
+func (t *tailer) waitReadBuf(ctx context.Context) (*[]byte, error) {
+	if t.b != nil && t.b.Len() > 0 {
+		if err := t.appendBatch(ctx); err != nil {
+			return nil, err
+		}
+	}
+	t.releaseBuilder()
+	return t.s.reads.get(ctx)
 }
 
 // pushRing appends data, which ends at end, to the ring of bytes read.
@@ -661,14 +720,57 @@ func (t *tailer) add(ctx context.Context, line []byte, end uint64, flags record.
 		t.b = t.s.builders.Get().(*record.Builder)
 		t.b.Reset()
 	}
-	if t.b.Len() > 0 && t.b.Size()+len(line)+recordOverhead+t.hdr > t.s.cfg.MaxEntryBytes {
+	rec := len(line) + recordOverhead
+	if t.b.Len() > 0 && t.b.Size()+rec+t.hdr > t.s.cfg.MaxEntryBytes {
 		// line may alias the converter's buffer, which appendBatch does not touch.
 		if err := t.appendBatch(ctx); err != nil {
 			return err
 		}
 	}
+	if err := t.reserve(ctx, rec); err != nil {
+		return err
+	}
 	t.b.Add(t.id, t.labels, end, t.ts, flags, nil, line)
 	t.bEnd = end
+	return nil
+}
+
+// reserve makes the budget held for the payload being built cover it with
+// one more record of rec bytes (the payload's size is estimated from above:
+// Builder.Size, t.hdr and recordOverhead bound what AppendTo writes). It
+// grows the reservation without waiting; when the budget has no room or
+// others wait for it, the payload built so far is appended (handing its
+// reservation to the WAL ack) and the file waits in line holding nothing.
+func (t *tailer) reserve(ctx context.Context, rec int) error {
+	need := int64(t.b.Size() + rec + t.hdr)
+	if need <= t.resv {
+		return nil
+	}
+	s := t.s
+	if t.resv > 0 {
+		want := need - t.resv
+		more := max(want, min(s.step, int64(s.cfg.MaxEntryBytes)-t.resv))
+		if more > want && s.budget.tryAcquire(more) {
+			t.resv += more
+			return nil
+		}
+		if s.budget.tryAcquire(want) {
+			t.resv += want
+			return nil
+		}
+		if t.b.Len() > 0 {
+			if err := t.appendBatch(ctx); err != nil {
+				return err
+			}
+		}
+		t.releaseResv()
+		need = int64(t.b.Size() + rec + t.hdr)
+	}
+	n := max(need, min(s.step, int64(s.cfg.MaxEntryBytes), s.budget.max))
+	if err := s.budget.acquire(ctx, n); err != nil {
+		return err
+	}
+	t.resv = n
 	return nil
 }
 
@@ -701,7 +803,16 @@ func (t *tailer) flushCounters() {
 	add(&c.lines, &t.nLines)
 }
 
+// releaseResv gives back the budget held for a payload not appended.
+func (t *tailer) releaseResv() {
+	if t.resv > 0 {
+		t.s.budget.release(t.resv)
+		t.resv = 0
+	}
+}
+
 func (t *tailer) releaseBuilder() {
+	t.releaseResv()
 	if t.b != nil {
 		t.b.Reset()
 		t.s.builders.Put(t.b)
@@ -730,23 +841,32 @@ func (t *tailer) appendBatch(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	pp := t.s.payloads.Get().(*[]byte)
-	*pp = t.b.AppendTo((*pp)[:0])
+	pp := t.s.payloads.get(t.b.Size() + t.hdr)
+	*pp = t.b.AppendTo(*pp)
 	e := &inflight{end: t.bEnd, mark: t.markFor(t.bEnd)}
 	t.mu.Lock()
 	t.queue = append(t.queue, e)
 	t.mu.Unlock()
 	t.b.Reset()
+	// The reservation becomes the payload's exact size, held until its ack.
+	charge := int64(len(*pp))
+	if charge > t.resv {
+		t.s.budget.force(charge - t.resv) // not expected: the estimate bounds it
+	} else {
+		t.s.budget.release(t.resv - charge)
+	}
+	t.resv = 0
+	settle := func(idx uint64, err error) {
+		t.settled(e, idx, err)
+		t.s.payloads.put(pp)
+		t.s.budget.release(charge)
+	}
 
 	start := time.Now()
-	err := t.s.app.Append(ctx, *pp, func(idx uint64, err error) {
-		t.settled(e, idx, err)
-		t.s.payloads.Put(pp)
-	})
+	err := t.s.app.Append(ctx, *pp, settle)
 	t.s.cnt.addWait(time.Since(start))
 	if err != nil {
-		t.settled(e, 0, err)
-		t.s.payloads.Put(pp)
+		settle(0, err)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
