@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,11 +109,12 @@ type rotator struct {
 	state  string
 	reopen atomic.Uint64 // bumped after every run
 
-	mu      sync.Mutex // held by a run, and by the test to keep runs out
-	runs    atomic.Int64
-	longest atomic.Int64 // ns, for the log
-	errs    chan error
-	done    chan struct{}
+	mu        sync.Mutex // held by a run, and by the test to keep runs out
+	runs      atomic.Int64
+	lastStart atomic.Int64 // unix ns when the last run began
+	longest   atomic.Int64 // ns, for the log
+	errs      chan error
+	done      chan struct{}
 }
 
 // logrotateConf renders the configuration for the files matching glob.
@@ -182,6 +185,7 @@ func (r *rotator) rotateLocked() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	began := time.Now()
+	r.lastStart.Store(began.UnixNano())
 	out, err := exec.CommandContext(ctx, r.bin, "-s", r.state, "-f", r.conf).CombinedOutput()
 	if d := int64(time.Since(began)); d > r.longest.Load() {
 		r.longest.Store(d)
@@ -363,6 +367,37 @@ func (a *agent) rotatePositions() ([]rotatePositionDoc, error) {
 		return nil, fmt.Errorf("/positions: %w", err)
 	}
 	return p.Files, nil
+}
+
+// waitTruncationsSeen waits, at most timeout, until the agent follows every
+// live file of the stream paths in a generation begun after since (its id
+// carries the time it began): it saw the truncation of a copytruncate that
+// began at since, and read the copy through. It reports whether it did.
+func (a *agent) waitTruncationsSeen(streams []string, since int64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		pos, _ := a.rotatePositions() // none on error: asked again
+		seen := 0
+		for _, p := range pos {
+			if !p.Open || p.Path != p.Stream || !slices.Contains(streams, p.Path) {
+				continue
+			}
+			parts := strings.Split(strings.TrimPrefix(p.ID, "file:"), ":")
+			if len(parts) < 3 {
+				continue
+			}
+			if gen, err := strconv.ParseUint(parts[2], 16, 64); err == nil && int64(gen) > since {
+				seen++
+			}
+		}
+		if seen == len(streams) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func settledGap(st statsDoc, pos []rotatePositionDoc) string {

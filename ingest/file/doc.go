@@ -53,7 +53,10 @@
 // only while it holds the same head and the same bytes before the other's
 // mark (or, shorter, the same bytes before its own end as the other has
 // there, or, shorter than a head, the same beginning); an empty new file
-// waits too (a copy about to be written). Such a file is claimed by its
+// waits too (a copy about to be written), and so does one with its head,
+// shorter than its mark, when the other is now shorter than it (truncated
+// after it was read that far: its copytruncate copy, found before its
+// reader saw the truncation). Such a file is claimed by its
 // original when the truncation is seen; a file holding nothing but a common
 // header, or nothing yet, waits until it has bytes of its own (a scan, or a
 // write event, looks again), then is read whole.
@@ -161,7 +164,11 @@
 // looked for by inode in its directory and drained under its stream; a saved
 // file truncated (copytruncate) has its copy found by head and mark, read
 // from the position; files of the stream's rotation never seen are found as
-// above. Their names are taken by the next rotation, so they are opened
+// above, also for a stream none of whose saved positions is of its live file
+// (the stop came after the live file was seen leaving its path, before a
+// line of its successor was captured; the successor, rotated while the
+// agent was down, is found at its rotated name, changed since the stream
+// was last seen). Their names are taken by the next rotation, so they are opened
 // before any other waiting file. Not covered: a rotation that compresses (or
 // deletes) a file before its unread bytes were read: compressed files are
 // not read. The filename label is the stream path: the path at which the

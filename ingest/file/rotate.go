@@ -494,8 +494,21 @@ func (s *Source) copyOfKnown(path string, key fileKey, size int64, known []known
 			default:
 				if o := theirs(); o != nil {
 					mine, ok1, _ := readMark(f, uint64(size), a[:0])
-					their, ok2, _ := readMark(o, uint64(size), b[:0])
-					match = ok1 && ok2 && bytes.Equal(mine, their)
+					their, ok2, err := readMark(o, uint64(size), b[:0])
+					switch {
+					case !ok1:
+					case ok2:
+						match = bytes.Equal(mine, their)
+					case err == nil:
+						// The known file is shorter now than this one, which
+						// has its head and ends before its mark: it was
+						// truncated after it was read past here. This is its
+						// copytruncate copy, found before its reader saw the
+						// truncation; the reader claims it then (it kept the
+						// bytes it read). If it does not, the known file's
+						// head changes, and a later scan reads this one.
+						match = true
+					}
 				}
 			}
 		}

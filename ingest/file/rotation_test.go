@@ -844,3 +844,109 @@ func TestRestoredPositionPersisted(t *testing.T) {
 		})
 	}
 }
+
+// The live file is rotated, the source sees the old file leave its path
+// (its position says so) and stops (a crash) before it captured a line of
+// the new live file. While it is down, the new file is rotated in turn. At
+// restart no position names the stream's live file, yet the rotated file
+// it never saw holds the stream's lines: they are read, under the stream's
+// name (not under the rotated file's own, when rotated names are matched).
+func TestUnseenLiveFileRotatedWhileStopped(t *testing.T) {
+	for _, include := range []string{"app.log", "app.log*"} {
+		t.Run(include, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			e := &rotEnv{t: t, dir: dir, p: filepath.Join(dir, "app.log")}
+			cfg := testConfig(filepath.Join(dir, include))
+			st := newTestState()
+			w1 := newTestWAL(t)
+			e.create(e.p)
+			e.write(e.p, 10)
+			e.r = startSource(t, cfg, w1, st, nil)
+			ackedAt(t, e.r, e.p, fileSize(t, e.p))
+			e.rename(e.p, e.p+".1") // A rotated
+			e.create(e.p)           // B, live, empty while the source runs
+			waitFor(t, "A seen leaving its path", func() bool {
+				for _, p := range e.r.src.Positions() {
+					if p.Draining || p.Path == e.p+".1" {
+						return true
+					}
+				}
+				return false
+			})
+			// The writer is still on A: its late lines are captured, and
+			// A's position now says it left the stream's path.
+			e.write(e.p+".1", 5)
+			size := fileSize(t, e.p+".1")
+			waitFor(t, "A's late lines captured", func() bool {
+				for _, sp := range st.saved() {
+					if m, err := decodeMeta(sp.Meta); err == nil && sp.Offset == size && m.rotated && m.streamPath() == e.p {
+						return true
+					}
+				}
+				return false
+			})
+			e.r.stop(t)
+
+			// While stopped: the writer moves to B; B is rotated (A moves
+			// on), C is the live file.
+			e.write(e.p, 5)
+			e.rename(e.p+".1", e.p+".2")
+			e.rename(e.p, e.p+".1")
+			e.create(e.p)
+			e.write(e.p, 5)
+
+			w2 := newTestWAL(t)
+			e.r = startSource(t, cfg, w2, st, st.saved())
+			all := func() []capRec { return append(w1.records(), w2.records()...) }
+			waitFor(t, fmt.Sprintf("all %d lines", e.next), func() bool { return countSeq(all()) >= e.next })
+			scans := e.r.src.Stats().Scans
+			waitFor(t, "more scans", func() bool { return e.r.src.Stats().Scans >= scans+3 })
+			time.Sleep(cfg.PollInterval + cfg.RotateWait)
+			checkSeqExactlyOnce(t, all(), e.next, e.p)
+			want(t, "rotated files found", e.r.src.Stats().RotatedFilesFound, 1)
+		})
+	}
+}
+
+// copytruncate while the source is ahead of logrotate's copy: the lines
+// written between the copy and the truncation were read, so the copy is
+// shorter than the read position. A scan that finds the copy after the
+// truncation, before the file's reader has seen it, cannot compare the
+// copy's end with the file any more: the copy is still left to the file
+// (which claims it when it sees the truncation), not read as a new file.
+func TestCopyShorterThanReadFoundAfterTruncation(t *testing.T) {
+	dir := t.TempDir()
+	e := &rotEnv{t: t, dir: dir, p: filepath.Join(dir, "app.log")}
+	cfg := testConfig(filepath.Join(dir, "app.log*"))
+	// The reader sleeps while several scans run.
+	cfg.DisableNotify, cfg.PollInterval, cfg.ScanInterval = true, time.Second, 20*time.Millisecond
+	st := newTestState()
+	w := newTestWAL(t)
+	e.create(e.p)
+	e.write(e.p, 200) // longer than the head fingerprint
+	e.r = startSource(t, cfg, w, st, nil)
+	ackedAt(t, e.r, e.p, fileSize(t, e.p))
+	e.copy(e.p, e.p+".1")
+	e.write(e.p, 20) // after the copy, before the truncation: read by us only
+	ackedAt(t, e.r, e.p, fileSize(t, e.p))
+	e.truncate(e.p)
+	scans := e.r.src.Stats().Scans
+	waitFor(t, "scans after the truncation", func() bool { return e.r.src.Stats().Scans >= scans+3 })
+	e.write(e.p, 5)
+	waitFor(t, fmt.Sprintf("all %d lines", e.next), func() bool { return countSeq(w.records()) >= e.next })
+	scans = e.r.src.Stats().Scans
+	waitFor(t, "more scans", func() bool { return e.r.src.Stats().Scans >= scans+3 })
+	time.Sleep(cfg.PollInterval + cfg.RotateWait)
+	checkSeqExactlyOnce(t, w.records(), e.next, e.p)
+	// Claimed by the file as read through: known at its end.
+	claimed := false
+	for _, sp := range st.saved() {
+		if m, err := decodeMeta(sp.Meta); err == nil && m.path == e.p+".1" && sp.Offset == fileSize(t, e.p+".1") && m.streamPath() == e.p {
+			claimed = true
+		}
+	}
+	if !claimed {
+		t.Fatalf("the copy has no position at its end, of stream %s: %+v", e.p, st.saved())
+	}
+}

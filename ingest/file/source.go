@@ -290,6 +290,40 @@ func (s *Source) loadSaved(saved []ingest.SavedPosition) {
 			r.meta.path, r.meta.stream, r.meta.seen, r.hasMeta = l.m.path, l.m.stream, l.m.seen, true
 		}
 	}
+	s.triggers = append(s.triggers, s.unseenLiveTriggers()...)
+}
+
+// unseenLiveTriggers asks the first scan to look for the rotated files of
+// every stream whose saved positions are all of rotated files: the stop
+// came after the live file was seen leaving its path and before a line of
+// its successor was captured. That successor, rotated in turn while the
+// agent was down, is at a rotated name, known to no position; without the
+// search it would be taken for a new file of its own name (its lines
+// misfiled), or, when rotated names are not matched, never read. Files
+// changed after the stream's live path was last seen qualify, as for the
+// search a scan asks for when it sees the live file leave (the stream's
+// live file known from a position triggers its own search when it moved).
+func (s *Source) unseenLiveTriggers() []rotationTrigger {
+	live := map[string]bool{}
+	seen := map[string]int64{}
+	for _, r := range s.resume {
+		if !r.hasMeta {
+			continue // its stream is guessed when its file is found
+		}
+		st := r.meta.streamPath()
+		if r.liveFile() {
+			live[st] = true
+		}
+		seen[st] = max(seen[st], r.meta.seen)
+	}
+	var trs []rotationTrigger
+	for st, at := range seen {
+		if live[st] || at == 0 {
+			continue
+		}
+		trs = append(trs, rotationTrigger{stream: st, notBefore: at - int64(s.siblingSlack())})
+	}
+	return trs
 }
 
 // searchStaleCopies looks, once, for rotated copies of the content of
