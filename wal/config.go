@@ -19,8 +19,7 @@ type Config struct {
 	SyncBytes int64
 	// Retention keeps delivered segments replayable for this long.
 	Retention time.Duration
-	// SegmentCache is accepted for compatibility and has no effect: the log
-	// keeps no segment in memory (readers read through the page cache).
+	// SegmentCache is how many sealed segments readers keep in memory.
 	SegmentCache int
 	// MaxEntryBytes caps one payload.
 	MaxEntryBytes int

@@ -110,14 +110,14 @@ func (l *Log) compact(pressure bool) error {
 		return nil
 	}
 	newFirst := segs[cut+1].First
-	removed, err := l.removeFront(newFirst)
-	if removed > 0 {
-		if serr := syncDir(l.dir); err == nil {
-			err = serr
-		}
-	}
+	l.twMu.RLock()
+	err = l.tw.TruncateFront(newFirst)
+	l.twMu.RUnlock()
 	if err != nil {
-		return fmt.Errorf("wal: compact: remove segments before %d: %w", newFirst, err)
+		return fmt.Errorf("wal: compact: truncate front to %d: %w", newFirst, err)
+	}
+	if err := syncDir(l.dir); err != nil {
+		return err
 	}
 	after, err := listSegments(l.dir)
 	if err != nil {
@@ -130,33 +130,9 @@ func (l *Log) compact(pressure bool) error {
 	l.diskBytes.Store(total)
 	l.m.diskBytes.Set(float64(total))
 	l.m.segments.Set(float64(len(after)))
-	l.m.removedSegs.Add(float64(removed))
-	l.logger.Debug().Int("removed", removed).Uint64("first_index", newFirst).Bool("budget_pressure", pressure).
+	l.m.removedSegs.Add(float64(cut + 1))
+	l.logger.Debug().Int("removed", cut+1).Uint64("first_index", newFirst).Bool("budget_pressure", pressure).
 		Msg("wal: removed delivered segments")
 	l.wakeBudget()
 	return nil
-}
-
-// removeFront unlinks, oldest first, the segments whose entries all lie
-// before newFirst, which must be the first index of a segment. Oldest first:
-// a crash leaves a log that starts later, never one with a hole. Readers
-// look segments up and open them under segMu, so none opens a file that is
-// gone; one already open reads on.
-func (l *Log) removeFront(newFirst uint64) (int, error) {
-	l.segMu.Lock()
-	defer l.segMu.Unlock()
-	segs := l.segs
-	n := 0
-	var err error
-	for n+1 < len(segs) && segs[n+1].first <= newFirst {
-		if err = os.Remove(segs[n].path); err != nil && !os.IsNotExist(err) {
-			break
-		}
-		err = nil
-		n++
-	}
-	if n > 0 {
-		l.segs = append([]segment(nil), segs[n:]...)
-	}
-	return n, err
 }

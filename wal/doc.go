@@ -1,23 +1,18 @@
 // Package wal is the durable queue at the heart of the agent: a segmented
-// write-ahead log. Its segment files keep the binary format of
-// github.com/tidwall/wal, which wrote them before; the log now writes and
-// reads them itself (tail.go says why), so a directory written by either
-// opens with the other.
+// write-ahead log on top of github.com/tidwall/wal.
 //
 // Contract:
 //
 //   - Entries are opaque payloads (package wal/record gives them meaning).
 //     Each is framed with a version byte and a CRC32C of the payload; see
 //     FORMAT.md for the bytes on disk.
-//   - One goroutine (Run) owns appends and therefore indexes (each is the
-//     last index + 1, no gaps). Append queues a payload and
+//   - One goroutine (Run) owns appends and therefore indexes, as tidwall/wal
+//     requires each index to be LastIndex()+1. Append queues a payload and
 //     returns; its done callback runs once the fsync that covers it has
 //     completed (group commit: one fsync per sync_interval or sync_bytes,
 //     whichever comes first). Only then is the entry "captured".
 //   - Readers see committed (fsynced) entries only, follow the log from any
-//     index, and wait for new entries. A reader reads the segment files
-//     through the page cache: each payload it returns is its own copy, which
-//     the caller may keep. The log keeps no segment in memory.
+//     index, and wait for new entries.
 //   - Cursors name how far each consumer has got. A segment is removed only
 //     when every cursor has passed it and its retention has expired; the disk
 //     budget (max_size) may remove delivered segments early, never

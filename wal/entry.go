@@ -50,7 +50,7 @@ func unframe(data []byte) ([]byte, error) {
 	return payload, nil
 }
 
-// diskSize is the number of bytes a segment holds for a framed entry of n
+// diskSize is the number of bytes tidwall/wal writes for a framed entry of n
 // bytes: a uvarint length and the bytes.
 func diskSize(n int) int64 {
 	var tmp [binary.MaxVarintLen64]byte

@@ -7,7 +7,7 @@ import (
 )
 
 // The functions in this file read a WAL directory directly, without opening
-// the log and without changing a byte, so they work while the daemon is
+// tidwall/wal and without changing a byte, so they work while the daemon is
 // stopped, on a torn tail, and on a copy sent by an operator.
 
 // SegmentInfo summarises one segment file.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	tidwall "github.com/tidwall/wal"
 )
 
 // ErrClosed is returned by Append after the log stopped.
@@ -36,18 +37,14 @@ type Log struct {
 
 	reqs chan appendReq
 
-	// segs lists the segment files, oldest first; the last is the tail. The
-	// slice is replaced, never modified in place, under segMu held for
-	// writing (by Run: new segment, compaction, recovery); readers hold it
-	// for reading while they look a segment up and open it, so that a file
-	// is never removed between the two.
-	segMu sync.RWMutex
-	segs  []segment
+	// tw is replaced only by the Run goroutine (on recovery) while holding
+	// twMu for writing; readers and compaction hold it for reading.
+	twMu sync.RWMutex
+	tw   *tidwall.Log
 
-	tail   tailWriter                  // Run only
-	commit atomic.Pointer[commitPoint] // last fsynced entry and where it ends
-
-	diskBytes atomic.Int64 // bytes of all segments on disk
+	committed atomic.Uint64 // last fsynced index
+	diskBytes atomic.Int64  // bytes of all segments on disk
+	curSeg    int64         // bytes in the tail segment, as tidwall counts them (Run only)
 
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced at every commit
@@ -99,13 +96,10 @@ func Open(dir string, cfg Config, logger zerolog.Logger, reg prometheus.Register
 	return l, nil
 }
 
-// open finishes a truncation left half done, repairs the tail and opens the
-// tail segment for appending. Used at start-up and after a write error.
+// open repairs the tail and opens tidwall/wal on dir. Used at start-up and
+// after a write error.
 func (l *Log) open() error {
-	if err := resolveTransient(l.dir); err != nil {
-		return err
-	}
-	rep, tailEntries, err := repairTail(l.dir)
+	rep, err := repairTail(l.dir)
 	if err != nil {
 		return err
 	}
@@ -118,56 +112,44 @@ func (l *Log) open() error {
 			Int("kept_entries", rep.KeptEntries).Str("reason", rep.Reason).Str("saved_as", rep.SavedAs).
 			Msg("wal: cut a torn or corrupt tail at open")
 	}
-	files, err := listSegments(l.dir)
+	tw, err := tidwall.Open(l.dir, &tidwall.Options{
+		NoSync:           true, // we fsync ourselves, once per group
+		SegmentSize:      int(l.cfg.SegmentSize),
+		LogFormat:        tidwall.Binary,
+		SegmentCacheSize: l.cfg.SegmentCache,
+		// Readers get slices of the segment buffers, not copies: segment
+		// bytes are never modified once written, and nobody writes to what
+		// Read returns (see Reader.Read).
+		NoCopy:     true,
+		AllowEmpty: true,
+		DirPerms:   0o750,
+		FilePerms:  0o640,
+	})
 	if err != nil {
+		return fmt.Errorf("wal: open %s: %w", l.dir, err)
+	}
+	last, err := tw.LastIndex()
+	if err != nil {
+		tw.Close()
+		return fmt.Errorf("wal: open %s: %w", l.dir, err)
+	}
+	segs, err := listSegments(l.dir)
+	if err != nil {
+		tw.Close()
 		return err
 	}
-	if len(files) == 0 {
-		// A new log: its first segment starts at index 1.
-		seg := newSegment(l.dir, 1)
-		f, err := os.OpenFile(seg.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
-		if err != nil {
-			return fmt.Errorf("wal: create %s: %w", seg.path, err)
-		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("wal: create %s: %w", seg.path, err)
-		}
-		if err := syncDir(l.dir); err != nil {
-			return err
-		}
-		files = []segmentFile{{First: 1, Name: seg.name, Path: seg.path}}
-	}
-	segs := make([]segment, len(files))
 	var total int64
-	for i, s := range files {
-		segs[i] = segment{first: s.First, name: s.Name, path: s.Path}
+	for _, s := range segs {
 		total += s.Size
 	}
-	tailFile := files[len(files)-1]
-	f, err := os.OpenFile(tailFile.Path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return fmt.Errorf("wal: open %s: %w", tailFile.Path, err)
+	if len(segs) > 0 {
+		l.curSeg = segs[len(segs)-1].Size
 	}
-	// What is on disk counts as captured from now on, so make it durable:
-	// after a failed fsync, entries written before it are still in the
-	// file, and a segment created just before may not be in the directory.
-	if !l.cfg.NoSync {
-		err := f.Sync()
-		if err == nil {
-			err = syncDir(l.dir)
-		}
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("wal: sync %s: %w", tailFile.Path, err)
-		}
-	}
-	last := tailFile.First + uint64(tailEntries) - 1
-	l.tail = tailWriter{f: f, seg: segs[len(segs)-1], size: tailFile.Size, last: last, buf: l.tail.buf[:0]}
-	l.segMu.Lock()
-	l.segs = segs
-	l.segMu.Unlock()
-	l.commit.Store(&commitPoint{index: last, tailFirst: tailFile.First, tailEnd: tailFile.Size})
+	l.twMu.Lock()
+	l.tw = tw
+	l.twMu.Unlock()
 	l.diskBytes.Store(total)
+	l.committed.Store(last) // everything on disk after repair was fsynced or is now
 	l.m.segments.Set(float64(len(segs)))
 	l.m.diskBytes.Set(float64(total))
 	l.m.lastIndex.Set(float64(last))
@@ -182,14 +164,13 @@ func (l *Log) Repairs() []Repair { return append([]Repair(nil), l.repairs...) }
 func (l *Log) Dir() string { return l.dir }
 
 // CommittedIndex is the index of the last fsynced entry (0 for none).
-func (l *Log) CommittedIndex() uint64 { return l.commit.Load().index }
+func (l *Log) CommittedIndex() uint64 { return l.committed.Load() }
 
-// FirstIndex is the index of the oldest entry still on disk (the next index
-// to be written when the log holds none).
+// FirstIndex is the index of the oldest entry still on disk.
 func (l *Log) FirstIndex() (uint64, error) {
-	l.segMu.RLock()
-	defer l.segMu.RUnlock()
-	return l.segs[0].first, nil
+	l.twMu.RLock()
+	defer l.twMu.RUnlock()
+	return l.tw.FirstIndex()
 }
 
 // DiskBytes is the size of all segments.
@@ -296,11 +277,14 @@ func (l *Log) Run(ctx context.Context) error {
 	var (
 		pending      []appendReq
 		unsynced     int64
+		batch        tidwall.Batch
 		timer        = time.NewTimer(time.Hour)
 		timerArmed   bool
 		compactTick  = time.NewTicker(l.cfg.CompactInterval)
+		newSegment   bool
 		lastRecovery time.Time
 		lastSync     time.Time
+		scratch      []byte
 	)
 	timer.Stop()
 	defer compactTick.Stop()
@@ -312,7 +296,12 @@ func (l *Log) Run(ctx context.Context) error {
 		start := time.Now()
 		var err error
 		if !l.cfg.NoSync {
-			err = l.tail.sync(l.dir)
+			l.twMu.RLock()
+			err = l.tw.Sync()
+			l.twMu.RUnlock()
+			if err == nil && newSegment {
+				err = syncDir(l.dir)
+			}
 		}
 		if err != nil {
 			l.fail(fmt.Errorf("wal: fsync: %w", err), pending)
@@ -323,9 +312,9 @@ func (l *Log) Run(ctx context.Context) error {
 			l.m.batchEntries.Observe(float64(len(pending)))
 			l.m.entries.Add(float64(len(pending)))
 			l.m.bytes.Add(float64(unsynced))
-			first := l.tail.last - uint64(len(pending)) + 1
-			l.commit.Store(&commitPoint{index: l.tail.last, tailFirst: l.tail.seg.first, tailEnd: l.tail.size})
-			l.m.committed.Set(float64(l.tail.last))
+			first := l.committed.Load() + 1
+			l.committed.Add(uint64(len(pending)))
+			l.m.committed.Set(float64(l.committed.Load()))
 			l.broadcast()
 			for i, r := range pending {
 				r.done(first+uint64(i), nil)
@@ -334,6 +323,7 @@ func (l *Log) Run(ctx context.Context) error {
 		clear(pending)
 		pending = pending[:0]
 		unsynced = 0
+		newSegment = false
 		if timerArmed {
 			timer.Stop()
 			timerArmed = false
@@ -341,21 +331,31 @@ func (l *Log) Run(ctx context.Context) error {
 	}
 
 	write := func(reqs []appendReq) {
+		idx := l.committed.Load() + uint64(len(pending))
+		batch.Clear()
 		var n int64
-		err := func() error {
-			for _, r := range reqs {
-				if l.tail.size >= l.cfg.SegmentSize {
-					if err := l.cycle(); err != nil {
-						return err
-					}
-				}
-				if err := l.tail.appendEntry(r.payload, r.crc); err != nil {
-					return err
-				}
-				n += diskSize(len(r.payload) + entryHeaderSize)
+		for i, r := range reqs {
+			// tidwall copies the data into its batch, so one scratch buffer
+			// serves every entry: no allocation per append.
+			scratch = frameWithCRC(scratch[:0], r.payload, r.crc)
+			batch.Write(idx+uint64(i)+1, scratch)
+			// Mirror tidwall's segment cycling so the directory is fsynced
+			// whenever a new segment file appeared.
+			if l.curSeg > l.cfg.SegmentSize {
+				l.curSeg = 0
+				newSegment = true
 			}
-			return l.tail.flush()
-		}()
+			sz := diskSize(len(r.payload) + entryHeaderSize)
+			l.curSeg += sz
+			n += sz
+			if l.curSeg >= l.cfg.SegmentSize {
+				l.curSeg = 0
+				newSegment = true
+			}
+		}
+		l.twMu.RLock()
+		err := l.tw.WriteBatch(&batch)
+		l.twMu.RUnlock()
 		if err != nil {
 			l.fail(fmt.Errorf("wal: write: %w", err), append(pending, reqs...))
 			clear(pending)
@@ -364,7 +364,7 @@ func (l *Log) Run(ctx context.Context) error {
 			return
 		}
 		l.m.diskBytes.Set(float64(l.diskBytes.Load()))
-		l.m.lastIndex.Set(float64(l.tail.last))
+		l.m.lastIndex.Set(float64(idx + uint64(len(reqs))))
 		pending = append(pending, reqs...)
 		unsynced += n
 	}
@@ -461,26 +461,11 @@ func (l *Log) fail(err error, reqs []appendReq) {
 	}
 }
 
-// cycle seals the tail segment and starts the next one (Run only).
-func (l *Log) cycle() error {
-	if err := l.tail.cycle(l.dir, l.cfg.NoSync); err != nil {
-		return err
-	}
-	l.segMu.Lock()
-	l.segs = append(l.segs[:len(l.segs):len(l.segs)], l.tail.seg)
-	n := len(l.segs)
-	l.segMu.Unlock()
-	l.m.segments.Set(float64(n))
-	return nil
-}
-
-// recover closes the tail and reopens the log from disk, repairing the tail.
+// recover closes tidwall and reopens it from disk, repairing the tail.
 func (l *Log) recover() error {
-	if l.tail.f != nil {
-		_ = l.tail.f.Close() // the error that brought us here was reported
-		l.tail.f = nil
-	}
-	l.tail.buf = l.tail.buf[:0]
+	l.twMu.Lock()
+	_ = l.tw.Close()
+	l.twMu.Unlock()
 	if err := l.open(); err != nil {
 		// Leave a closed log in place; the next attempt reopens it.
 		return err
@@ -489,7 +474,7 @@ func (l *Log) recover() error {
 	if !l.blocked.Load() {
 		l.m.blocked.Set(0)
 	}
-	l.logger.Info().Uint64("last_index", l.CommittedIndex()).Msg("wal: recovered after write error")
+	l.logger.Info().Uint64("last_index", l.committed.Load()).Msg("wal: recovered after write error")
 	l.broadcast()
 	l.wakeBudget()
 	return nil
@@ -509,7 +494,10 @@ func (l *Log) shutdown(flush func()) error {
 		default:
 			l.broadcast()
 			l.wakeBudget()
-			if err := l.tail.close(l.cfg.NoSync); err != nil {
+			l.twMu.Lock()
+			err := l.tw.Close()
+			l.twMu.Unlock()
+			if err != nil && !errors.Is(err, tidwall.ErrClosed) {
 				return fmt.Errorf("wal: close: %w", err)
 			}
 			return nil

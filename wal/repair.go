@@ -24,29 +24,21 @@ type Repair struct {
 
 // repairTail checks the last segment entry by entry and cuts it at the first
 // torn or corrupt entry. The bytes cut are kept in corrupt/ for inspection.
-// Only the last segment can be torn by a crash: a segment is fsynced before
-// the next one starts. Damage elsewhere is reported by Verify. It returns
-// the good entries left in the last segment.
-func repairTail(dir string) (*Repair, int, error) {
+// Only the last segment can be torn by a crash: tidwall fsyncs a segment
+// before it starts the next one. Damage elsewhere is reported by Verify.
+func repairTail(dir string) (*Repair, error) {
 	segs, err := listSegments(dir)
 	if err != nil || len(segs) == 0 {
-		return nil, 0, err
+		return nil, err
 	}
 	last := segs[len(segs)-1]
 	res, err := scanSegment(last, nil)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	if res.Bad == nil {
-		return nil, res.Entries, nil
+		return nil, nil
 	}
-	rep, err := cutTail(dir, last, res)
-	return rep, res.Entries, err
-}
-
-// cutTail moves the bytes of seg after its last good entry aside and
-// truncates it there.
-func cutTail(dir string, last segmentFile, res scanResult) (*Repair, error) {
 	rep := &Repair{
 		Segment:     last.Name,
 		Offset:      res.GoodEnd,

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 )
 
 // segmentFile is one segment on disk, named by the index of its first entry
@@ -24,7 +23,7 @@ func segmentName(index uint64) string { return fmt.Sprintf("%020d", index) }
 
 // listSegments returns the segment files of dir in index order. Files that
 // are not segments (the corrupt/ directory, tidwall's .START/.END leftovers)
-// are skipped: open resolves the latter first (resolveTransient).
+// are skipped: tidwall resolves the latter itself when it opens.
 func listSegments(dir string) ([]segmentFile, error) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
@@ -48,88 +47,6 @@ func listSegments(dir string) ([]segmentFile, error) {
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].First < segs[j].First })
 	return segs, nil
-}
-
-// resolveTransient finishes a front or back truncation that tidwall/wal (which
-// wrote this directory before the log wrote its segments itself) left half
-// done: NNNN.START holds the new first segment, every segment before it is
-// to be removed; NNNN.END holds the new last segment, every segment after it
-// is to be removed. It mirrors tidwall's own clean-up at open. The log never
-// creates these names itself.
-func resolveTransient(dir string) error {
-	des, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("wal: list segments: %w", err)
-	}
-	type file struct {
-		index      uint64
-		name       string
-		start, end bool
-	}
-	var files []file // in name order, as os.ReadDir returns them
-	startAt, endAt := -1, -1
-	for _, de := range des {
-		name := de.Name()
-		if de.IsDir() || len(name) < 20 {
-			continue
-		}
-		index, err := strconv.ParseUint(name[:20], 10, 64)
-		if err != nil || index == 0 {
-			continue
-		}
-		start := len(name) == 26 && strings.HasSuffix(name, ".START")
-		end := len(name) == 24 && strings.HasSuffix(name, ".END")
-		if len(name) != 20 && !start && !end {
-			continue
-		}
-		if start {
-			startAt = len(files)
-		} else if end && endAt == -1 {
-			endAt = len(files)
-		}
-		files = append(files, file{index: index, name: name, start: start, end: end})
-	}
-	if startAt == -1 && endAt == -1 {
-		return nil
-	}
-	if startAt != -1 && endAt != -1 {
-		return fmt.Errorf("wal: both %s and %s exist: the directory is inconsistent", files[startAt].name, files[endAt].name)
-	}
-	remove := func(f file) error {
-		if err := os.Remove(filepath.Join(dir, f.name)); err != nil {
-			return fmt.Errorf("wal: finish truncation: %w", err)
-		}
-		return nil
-	}
-	finish := func(f file) error {
-		from := filepath.Join(dir, f.name)
-		if err := os.Rename(from, filepath.Join(dir, f.name[:20])); err != nil {
-			return fmt.Errorf("wal: finish truncation: %w", err)
-		}
-		return nil
-	}
-	if startAt != -1 {
-		for _, f := range files[:startAt] {
-			if err := remove(f); err != nil {
-				return err
-			}
-		}
-		if err := finish(files[startAt]); err != nil {
-			return err
-		}
-	} else {
-		for i := len(files) - 1; i > endAt; i-- {
-			if err := remove(files[i]); err != nil {
-				return err
-			}
-		}
-		// The segment before END with the same first index is the one END
-		// replaces; the rename below overwrites it.
-		if err := finish(files[endAt]); err != nil {
-			return err
-		}
-	}
-	return syncDir(dir)
 }
 
 // scanResult describes one pass over a segment's bytes.

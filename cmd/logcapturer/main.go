@@ -24,8 +24,7 @@ Usage:
   logcapturer version                         print the version
 
 Environment: SSW_CONFIG_FILE, SSW_PIPELINES_FILE, SSW_FILE_CONFIG, LOKI_URL,
-LOG_LEVEL, LOG_FORMAT; GOMEMLIMIT, GOGC replace run's default soft memory
-limit (see README.md).
+LOG_LEVEL, LOG_FORMAT (see README.md).
 `
 
 func main() {
