@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -524,47 +521,21 @@ func soakFastRow(row string) (msg, filename string, ok bool) {
 // soakScan is scanRows for the two fields the soak reads, decoded into a
 // struct rather than a map: a 24 h run reads back some 400 million rows.
 func soakScan(ctx context.Context, baseURL, logsql string, fn func(msg, filename string)) error {
-	form := url.Values{"query": {logsql}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/select/logsql/query", strings.NewReader(form.Encode()))
-	if err != nil {
-		return fmt.Errorf("query: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("query %q: %w", logsql, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("query %q: HTTP %d: %s", logsql, resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
-	n := 0
-	for sc.Scan() {
-		if len(sc.Bytes()) == 0 {
-			continue
-		}
-		n++
-		if msg, filename, ok := soakFastRow(sc.Text()); ok {
+	return streamRows(ctx, baseURL, logsql, func(line []byte) error {
+		if msg, filename, ok := soakFastRow(string(line)); ok {
 			fn(msg, filename)
-			continue
+			return nil
 		}
 		var row struct {
 			Msg      string `json:"_msg"`
 			Filename string `json:"filename"`
 		}
-		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
-			return fmt.Errorf("query %q: row %d: %w", logsql, n, err)
+		if err := json.Unmarshal(line, &row); err != nil {
+			return err
 		}
 		fn(row.Msg, row.Filename)
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("query %q: after %d rows: %w", logsql, n, err)
-	}
-	return nil
+		return nil
+	})
 }
 
 // TestSoakLines checks the soak's line format and the fast row reader

@@ -14,9 +14,22 @@ import (
 )
 
 // scanRows runs a LogsQL query over all time against VictoriaLogs at
-// baseURL and calls fn for each row as it arrives: the response (one JSON
-// object per line) is streamed, never held whole. The caller flushes first.
+// baseURL and calls fn for each row as it arrives, decoded into a map.
 func scanRows(ctx context.Context, baseURL, logsql string, fn func(row map[string]string) error) error {
+	return streamRows(ctx, baseURL, logsql, func(line []byte) error {
+		var row map[string]string
+		if err := json.Unmarshal(line, &row); err != nil {
+			return err
+		}
+		return fn(row)
+	})
+}
+
+// streamRows runs a LogsQL query over all time against VictoriaLogs at
+// baseURL and calls fn with each row's raw JSON as it arrives: the response
+// (one JSON object per line) is streamed, never held whole. The caller
+// flushes first. An error from fn ends the scan, wrapped with the row number.
+func streamRows(ctx context.Context, baseURL, logsql string, fn func(line []byte) error) error {
 	form := url.Values{"query": {logsql}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/select/logsql/query",
 		strings.NewReader(form.Encode()))
@@ -41,13 +54,9 @@ func scanRows(ctx context.Context, baseURL, logsql string, fn func(row map[strin
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
-		var row map[string]string
-		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
-			return fmt.Errorf("query %q: row %d: %w", logsql, n, err)
-		}
 		n++
-		if err := fn(row); err != nil {
-			return err
+		if err := fn(sc.Bytes()); err != nil {
+			return fmt.Errorf("query %q: row %d: %w", logsql, n, err)
 		}
 	}
 	if err := sc.Err(); err != nil {
